@@ -1,0 +1,62 @@
+"""The format contract: one class per metadata scheme.
+
+A format turns an object's user metadata into a validated :class:`~cse.envelope.Envelope`
+(:meth:`Format.decode`) and back (:meth:`Format.encode`). Formats are found through the entry-point group
+``cse.formats``; on read, cse asks each registered format whether it :meth:`~Format.detect`\\ s the metadata.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from typing import ClassVar
+
+from cse.envelope import Envelope
+from cse.exceptions import ConfigurationError
+from cse.providers import KeyProvider
+
+__all__ = ["Format"]
+
+
+class Format(ABC):
+    """A metadata scheme. Subclasses set the class attributes and implement the three methods."""
+
+    #: The format's name, as users select it (``--format cse-v1``) and as :attr:`Envelope.format` holds it.
+    name: ClassVar[str] = ""
+    #: The content algorithm this format writes.
+    content_algorithm: ClassVar[str] = ""
+    #: The wrap algorithms this format can describe when writing, most preferred first.
+    wrap_algorithms: ClassVar[tuple[str, ...]] = ()
+    #: Whether the format wraps the content IV with the key provider (OSS) instead of storing it in clear.
+    wraps_iv: ClassVar[bool] = False
+    #: Whether objects can be written in this format; legacy formats are read-only.
+    writable: ClassVar[bool] = True
+    #: Whether reading this format is a legacy, opt-in mode.
+    legacy: ClassVar[bool] = False
+
+    @abstractmethod
+    def detect(self, metadata: Mapping[str, str]) -> bool:
+        """Whether ``metadata`` (user metadata, lower-case keys, no transport prefix) is in this format."""
+
+    @abstractmethod
+    def decode(self, metadata: Mapping[str, str]) -> Envelope:
+        """Parse and validate metadata; raise :class:`~cse.exceptions.MetadataError` naming the bad field."""
+
+    @abstractmethod
+    def encode(self, envelope: Envelope) -> dict[str, str]:
+        """The user metadata that describes ``envelope``."""
+
+    def choose_wrap_algorithm(self, provider: KeyProvider) -> str:
+        """The first of this format's wrap algorithms that ``provider`` implements."""
+        for algorithm in self.wrap_algorithms:
+            if algorithm in provider.wrap_algorithms:
+                return algorithm
+        raise ConfigurationError(
+            f"the {self.name} format cannot describe a key wrapped by {provider.scheme}:// "
+            f"(the format takes {', '.join(self.wrap_algorithms)}; the provider offers "
+            f"{', '.join(provider.wrap_algorithms)}); choose another key or another --format"
+        )
+
+    def part_headers(self, envelope: Envelope) -> dict[str, str]:
+        """Per-part metadata for multipart uploads (OSS repeats data-size/part-size). Default: none."""
+        return {}

@@ -1,0 +1,175 @@
+"""The native ``cse-v1`` format: one JSON document in the user-metadata field ``cse-v1``.
+
+The document (specified in ``docs/cse-v1.md``)::
+
+    {"version": 1,
+     "content_algorithm": "cse-v1/AES-256-GCM-HKDF-SHA256-STREAM",
+     "segment_size": 1048576,
+     "salt": b64(32), "nonce_prefix": b64(7), "commitment": b64(32),
+     "encryption_context": {"k": "v"},
+     "keys": [{"provider": "rsa", "wrap_algorithm": "RSA-OAEP-SHA256", "key_id": "...",
+               "ciphertext": b64(...), "material_description": {...}}]}
+
+It is written as compact, ASCII-only JSON, so it travels as an HTTP header value on any store.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from pydantic import ValidationError
+
+from cse.envelope import ContentAlgorithm, Envelope, WrapAlgorithm, WrappedKey
+from cse.exceptions import MetadataError
+from cse.formats.base import Format
+
+__all__ = ["METADATA_KEY", "NativeFormat"]
+
+#: The user-metadata key that holds the cse-v1 document.
+METADATA_KEY = "cse-v1"
+_TOP = {
+    "version", "content_algorithm", "segment_size", "salt", "nonce_prefix", "commitment",
+    "encryption_context", "keys",
+}
+_KEY = {"provider", "wrap_algorithm", "key_id", "ciphertext", "material_description"}
+
+
+def _b64(value: bytes) -> str:
+    return base64.b64encode(value).decode("ascii")
+
+
+def _unb64(value: Any, field: str) -> bytes:
+    if not isinstance(value, str):
+        raise MetadataError(f"cse-v1 metadata field {field!r} must be a base64 string")
+    try:
+        return base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        raise MetadataError(f"cse-v1 metadata field {field!r} is not valid base64") from None
+
+
+def _text_map(value: Any, field: str) -> dict[str, str]:
+    if not isinstance(value, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
+        raise MetadataError(f"cse-v1 metadata field {field!r} must be an object of strings")
+    return dict(value)
+
+
+class NativeFormat(Format):
+    """cse-v1: segmented, key-committing AES-256-GCM with one or more wrapped keys."""
+
+    name = "cse-v1"
+    content_algorithm = ContentAlgorithm.CSE_V1
+    wrap_algorithms = (
+        WrapAlgorithm.RSA_OAEP_SHA256,
+        WrapAlgorithm.KMS_CONTEXT,
+        WrapAlgorithm.ALIYUN_KMS,
+        WrapAlgorithm.AES_GCM,
+    )
+
+    def detect(self, metadata: Mapping[str, str]) -> bool:
+        """Whether the ``cse-v1`` field is present."""
+        return METADATA_KEY in metadata
+
+    def decode(self, metadata: Mapping[str, str]) -> Envelope:
+        """Parse the document; every problem raises :class:`MetadataError` naming the field."""
+        raw = metadata.get(METADATA_KEY)
+        if raw is None:
+            raise MetadataError(f"the object has no {METADATA_KEY!r} metadata; it was not written by cse-v1")
+        try:
+            doc = json.loads(raw)
+        except (ValueError, RecursionError):
+            raise MetadataError(f"the {METADATA_KEY!r} metadata is not valid JSON") from None
+        if not isinstance(doc, dict):
+            raise MetadataError(f"the {METADATA_KEY!r} metadata must be a JSON object")
+        missing = sorted(_TOP - set(doc))
+        if missing:
+            raise MetadataError(f"cse-v1 metadata is missing the field(s) {', '.join(map(repr, missing))}")
+        unknown = sorted(set(doc) - _TOP)
+        if unknown:
+            raise MetadataError(f"cse-v1 metadata has unknown field(s) {', '.join(map(repr, unknown))}")
+        if doc["version"] != 1:
+            raise MetadataError(
+                f"cse-v1 metadata field 'version' is {doc['version']!r}; this cse reads version 1 (upgrade cse)"
+            )
+        if doc["content_algorithm"] != ContentAlgorithm.CSE_V1:
+            raise MetadataError(f"cse-v1 metadata field 'content_algorithm' must be {ContentAlgorithm.CSE_V1!r}")
+        segment_size = doc["segment_size"]
+        if not isinstance(segment_size, int) or isinstance(segment_size, bool):
+            raise MetadataError("cse-v1 metadata field 'segment_size' must be an integer")
+        keys = doc["keys"]
+        if not isinstance(keys, list) or not keys:
+            raise MetadataError("cse-v1 metadata field 'keys' must be a non-empty list")
+        wrapped: list[WrappedKey] = []
+        for i, entry in enumerate(keys):
+            where = f"keys[{i}]"
+            if not isinstance(entry, dict) or set(entry) - _KEY or not {"wrap_algorithm", "ciphertext"} <= set(entry):
+                raise MetadataError(
+                    f"cse-v1 metadata field {where!r} must be an object with 'wrap_algorithm' and 'ciphertext' "
+                    f"(and optionally 'provider', 'key_id', 'material_description')"
+                )
+            for name in ("provider", "key_id", "wrap_algorithm"):
+                if name in entry and not isinstance(entry[name], str):
+                    raise MetadataError(f"cse-v1 metadata field '{where}.{name}' must be a string")
+            try:
+                wrapped.append(
+                    WrappedKey(
+                        wrap_algorithm=entry["wrap_algorithm"],
+                        ciphertext=_unb64(entry["ciphertext"], f"{where}.ciphertext"),
+                        key_id=entry.get("key_id"),
+                        provider=entry.get("provider"),
+                        material_description=_text_map(
+                            entry.get("material_description", {}), f"{where}.material_description"
+                        ),
+                    )
+                )
+            except ValidationError as exc:
+                raise MetadataError(f"cse-v1 metadata field {where!r} is invalid: {_first(exc)}") from None
+        try:
+            return Envelope(
+                format=self.name,
+                content_algorithm=ContentAlgorithm.CSE_V1,
+                wrapped_keys=tuple(wrapped),
+                salt=_unb64(doc["salt"], "salt"),
+                nonce_prefix=_unb64(doc["nonce_prefix"], "nonce_prefix"),
+                commitment=_unb64(doc["commitment"], "commitment"),
+                segment_size=segment_size,
+                encryption_context=_text_map(doc["encryption_context"], "encryption_context"),
+            )
+        except ValidationError as exc:
+            raise MetadataError(f"cse-v1 metadata is invalid: {_first(exc)}") from None
+
+    def encode(self, envelope: Envelope) -> dict[str, str]:
+        """The ``cse-v1`` field for ``envelope``."""
+        if envelope.content_algorithm != ContentAlgorithm.CSE_V1:
+            raise ValueError(f"cse-v1 carries only {ContentAlgorithm.CSE_V1}, not {envelope.content_algorithm}")
+        assert envelope.salt is not None and envelope.nonce_prefix is not None and envelope.commitment is not None
+        keys: list[dict[str, Any]] = []
+        for wk in envelope.wrapped_keys:
+            entry: dict[str, Any] = {"wrap_algorithm": wk.wrap_algorithm, "ciphertext": _b64(wk.ciphertext)}
+            if wk.provider is not None:
+                entry["provider"] = wk.provider
+            if wk.key_id is not None:
+                entry["key_id"] = wk.key_id
+            if wk.material_description:
+                entry["material_description"] = dict(wk.material_description)
+            keys.append(entry)
+        doc = {
+            "version": 1,
+            "content_algorithm": ContentAlgorithm.CSE_V1,
+            "segment_size": envelope.segment_size,
+            "salt": _b64(envelope.salt),
+            "nonce_prefix": _b64(envelope.nonce_prefix),
+            "commitment": _b64(envelope.commitment),
+            "encryption_context": dict(envelope.encryption_context),
+            "keys": keys,
+        }
+        return {METADATA_KEY: json.dumps(doc, separators=(",", ":"), sort_keys=True, ensure_ascii=True)}
+
+
+def _first(exc: ValidationError) -> str:
+    err = exc.errors()[0]
+    loc = ".".join(str(p) for p in err.get("loc", ()))
+    return f"{loc}: {err.get('msg', 'invalid')}" if loc else str(err.get("msg", "invalid"))

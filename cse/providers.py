@@ -1,0 +1,108 @@
+"""The key provider contract.
+
+A key provider makes, wraps and unwraps content keys. cse picks one by the scheme of its key URI
+(``rsa:///path/key.pem``, ``aws-kms://alias/x``, ``aliyun-kms://region/key``) through the entry-point
+group ``cse.providers``; see :mod:`cse.registry`.
+
+Every call carries a :class:`KeyRequest`, because the same key wraps differently per format: an RSA key
+uses PKCS#1 v1.5 for OSS (key and IV wrapped separately), OAEP-SHA1 over a pseudo-key for S3, and
+OAEP-SHA256 for cse-v1. Providers must be thread-safe.
+"""
+
+from __future__ import annotations
+
+import os
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+from cse.envelope import WrappedKey
+
+__all__ = ["DataKey", "KeyProvider", "KeyRequest"]
+
+
+@dataclass(frozen=True)
+class KeyRequest:
+    """What a provider needs to know to generate, wrap or unwrap a key for one object."""
+
+    #: The wrap algorithm the format asks for (see :class:`cse.envelope.WrapAlgorithm`).
+    wrap_algorithm: str
+    #: The content algorithm of the object (see :class:`cse.envelope.ContentAlgorithm`).
+    content_algorithm: str
+    #: The encryption context (authenticated, not secret).
+    encryption_context: Mapping[str, str] = field(default_factory=dict)
+    #: The material description that selects among a provider's keys.
+    material_description: Mapping[str, str] = field(default_factory=dict)
+    #: The key id recorded with the wrapped key, when unwrapping (``None`` when wrapping).
+    key_id: str | None = None
+    #: The length of the key to generate, in bytes.
+    key_length: int = 32
+
+
+@dataclass(frozen=True)
+class DataKey:
+    """A fresh content key and its wrapped form. ``repr`` never shows the plaintext key."""
+
+    plaintext: bytes = field(repr=False)
+    #: The wrapped key as the provider returns it.
+    ciphertext: bytes = field(repr=False)
+    #: The key id that wrapped it, if the provider reports one (a KMS key ARN).
+    key_id: str | None = None
+
+
+class KeyProvider(ABC):
+    """Makes, wraps and unwraps content keys. Subclasses must be thread-safe.
+
+    Class attributes to set: :attr:`scheme` (the key URI scheme) and :attr:`wrap_algorithms`.
+    Implement :meth:`wrap`, :meth:`unwrap` and :meth:`from_uri`; override :meth:`generate_data_key` when
+    the service generates keys (KMS), and :meth:`can_unwrap` to select keys by id or material description.
+    """
+
+    #: The key URI scheme this provider answers to, e.g. ``"rsa"``.
+    scheme: ClassVar[str] = ""
+    #: The wrap algorithms this provider implements, most preferred first.
+    wrap_algorithms: ClassVar[tuple[str, ...]] = ()
+
+    @classmethod
+    @abstractmethod
+    def from_uri(cls, uri: str) -> KeyProvider:
+        """Build a provider from its key URI; raise :class:`~cse.exceptions.ConfigurationError` if malformed."""
+
+    @property
+    @abstractmethod
+    def key_id(self) -> str:
+        """The identifier recorded with keys this provider wraps (never secret)."""
+
+    @property
+    def material_description(self) -> Mapping[str, str]:
+        """The material description recorded with keys this provider wraps."""
+        return {}
+
+    @property
+    def can_encrypt(self) -> bool:
+        """Whether this provider can wrap new keys (a private-only RSA set cannot)."""
+        return True
+
+    def generate_data_key(self, request: KeyRequest) -> DataKey:
+        """Make a fresh random content key and wrap it. The default wraps ``os.urandom`` bytes."""
+        plaintext = os.urandom(request.key_length)
+        return DataKey(plaintext=plaintext, ciphertext=self.wrap(plaintext, request), key_id=self.key_id)
+
+    @abstractmethod
+    def wrap(self, plaintext: bytes, request: KeyRequest) -> bytes:
+        """Wrap a secret (a content key, or an OSS IV) with ``request.wrap_algorithm``."""
+
+    @abstractmethod
+    def unwrap(self, ciphertext: bytes, request: KeyRequest) -> bytes:
+        """Unwrap a secret; raise the opaque :class:`~cse.exceptions.DecryptionError` if it does not open."""
+
+    def can_unwrap(self, wrapped: WrappedKey) -> bool:
+        """Whether this provider should try ``wrapped``. The default checks the wrap algorithm and scheme."""
+        if wrapped.wrap_algorithm not in self.wrap_algorithms:
+            return False
+        return wrapped.provider is None or wrapped.provider == self.scheme
+
+    def describe(self) -> str:
+        """A one-line, secret-free description for errors and ``cse head``."""
+        return f"{self.scheme}://{self.key_id}"

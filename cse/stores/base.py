@@ -1,0 +1,168 @@
+"""The store contract: the small surface every object store implements.
+
+Everything else (encryption, multipart planning, retries of whole operations, ranged reads) is built once
+in :class:`cse.EncryptionClient`. Stores move opaque ciphertext bytes and string metadata, and map their
+backend's errors into :mod:`cse.exceptions` with ``raise ... from``.
+
+Metadata is *user* metadata: lower-case keys without the transport prefix (``x-amz-meta-``,
+``x-oss-meta-``), string values.
+"""
+
+from __future__ import annotations
+
+import io
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import BinaryIO, ClassVar
+
+__all__ = ["GetResult", "ObjectInfo", "PartInfo", "Store", "UploadInfo"]
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    """What a store knows of one stored object."""
+
+    key: str
+    #: Stored (ciphertext) size in bytes.
+    size: int
+    etag: str = ""
+    metadata: Mapping[str, str] = field(default_factory=dict)
+    last_modified: datetime | None = None
+
+
+@dataclass(frozen=True)
+class PartInfo:
+    """One uploaded part of a multipart upload."""
+
+    part_number: int
+    etag: str
+    size: int
+
+
+@dataclass(frozen=True)
+class UploadInfo:
+    """An unfinished multipart upload."""
+
+    key: str
+    upload_id: str
+    initiated: datetime | None = None
+    metadata: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class GetResult:
+    """The answer to a (ranged) get: the object's info and a stream of the requested bytes.
+
+    ``start``/``end`` are the first and last byte offsets (inclusive) of the returned bytes in the stored
+    object; ``end`` is ``start - 1`` for an empty object. Close ``body`` when done (or use ``with``).
+    """
+
+    info: ObjectInfo
+    body: BinaryIO
+    start: int
+    end: int
+
+    def __enter__(self) -> GetResult:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.body.close()
+
+
+class Store(ABC):
+    """An object store. Implementations must be thread-safe for concurrent part uploads.
+
+    Set :attr:`scheme` and implement every abstract method. ``from_url`` turns a URL of the scheme into a
+    store and a key. Keys are ``/``-separated strings.
+    """
+
+    #: The URL scheme, e.g. ``"file"``.
+    scheme: ClassVar[str] = ""
+    #: The smallest part size a multipart upload accepts (all parts but the last).
+    min_part_size: ClassVar[int] = 1
+    #: The largest number of parts a multipart upload takes.
+    max_parts: ClassVar[int] = 10_000
+    #: Whether user metadata can be read back on every object (False if a store drops it).
+    supports_metadata: ClassVar[bool] = True
+
+    @classmethod
+    @abstractmethod
+    def from_url(cls, url: str) -> tuple[Store, str]:
+        """Open the store a URL names; return it and the key (or prefix) part of the URL."""
+
+    @abstractmethod
+    def url(self, key: str) -> str:
+        """The URL of ``key`` in this store (the inverse of :meth:`from_url`)."""
+
+    @abstractmethod
+    def put(self, key: str, data: bytes | bytearray | memoryview, metadata: Mapping[str, str]) -> ObjectInfo:
+        """Store ``data`` under ``key`` with ``metadata``, replacing any object there."""
+
+    @abstractmethod
+    def get(self, key: str, start: int = 0, end: int | None = None) -> GetResult:
+        """Read bytes ``start..end`` (inclusive; ``end=None`` means to the end) of ``key``.
+
+        ``end`` past the object is clamped. ``start`` at or past the end of a non-empty object raises
+        :class:`~cse.exceptions.InvalidRangeError`; ``get(key)`` of an empty object returns no bytes.
+        """
+
+    @abstractmethod
+    def head(self, key: str) -> ObjectInfo:
+        """The object's size, ETag and metadata; :class:`~cse.exceptions.ObjectNotFoundError` if absent."""
+
+    @abstractmethod
+    def delete(self, key: str) -> None:
+        """Delete ``key``. Deleting an absent key is not an error."""
+
+    @abstractmethod
+    def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
+        """Every object whose key starts with ``prefix``, in key order. ``metadata`` may be empty here."""
+
+    @abstractmethod
+    def copy(self, src_key: str, dst_key: str, metadata: Mapping[str, str] | None = None) -> ObjectInfo:
+        """Server-side copy. With ``metadata``, the copy's metadata is replaced by it; else it is kept."""
+
+    @abstractmethod
+    def create_multipart(self, key: str, metadata: Mapping[str, str]) -> str:
+        """Start a multipart upload; return its upload id."""
+
+    @abstractmethod
+    def upload_part(
+        self,
+        key: str,
+        upload_id: str,
+        part_number: int,
+        data: bytes | bytearray | memoryview,
+        headers: Mapping[str, str] | None = None,
+    ) -> PartInfo:
+        """Upload part ``part_number`` (1-based). Re-uploading a number replaces it. ``headers`` are
+        per-part metadata some formats need (OSS sends ``data-size``/``part-size`` with every part)."""
+
+    @abstractmethod
+    def complete_multipart(self, key: str, upload_id: str, parts: Sequence[PartInfo]) -> ObjectInfo:
+        """Assemble ``parts`` (in part-number order) into the object."""
+
+    @abstractmethod
+    def abort_multipart(self, key: str, upload_id: str) -> None:
+        """Abandon the upload and free its parts. Aborting an unknown upload is not an error."""
+
+    @abstractmethod
+    def list_parts(self, key: str, upload_id: str) -> list[PartInfo]:
+        """The parts uploaded so far, in part-number order."""
+
+    @abstractmethod
+    def list_multipart_uploads(self, prefix: str = "") -> list[UploadInfo]:
+        """Unfinished uploads whose key starts with ``prefix``, with the metadata given at creation."""
+
+    def read_all(self, key: str) -> bytes:
+        """Read a whole (small) object into memory. Convenience for tests and tools."""
+        with self.get(key) as result:
+            buf = io.BytesIO()
+            while chunk := result.body.read(1 << 20):
+                buf.write(chunk)
+            return buf.getvalue()
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release connections. The default does nothing."""

@@ -1,0 +1,1 @@
+"""Local RSA key provider for cse."""
