@@ -8,6 +8,7 @@ content algorithm with :func:`codec_for`; plugins add more with :func:`register_
 
 from __future__ import annotations
 
+import hmac
 import json
 import os
 from abc import ABC, abstractmethod
@@ -78,6 +79,14 @@ class ContentCodec(ABC):
     def part_alignment(self, envelope: Envelope) -> int:
         """Parts of this many plaintext bytes (or a multiple) can be encrypted independently; 0: never."""
         return 0
+
+    def key_matches(self, material: ContentMaterial, envelope: Envelope) -> bool:
+        """Whether ``material`` is the object's key, where the algorithm commits to it (constant time).
+
+        Lets the client skip a wrapped key that unwraps to a wrong content key and try the next one.
+        Algorithms without key commitment return True.
+        """
+        return True
 
     @abstractmethod
     def encryptor(
@@ -176,6 +185,12 @@ class CommittingGcmCodec(GcmCodec):
         dek, expected = ciphers.derive_committing_keys(material.key, envelope.message_id)
         ciphers.check_commitment(expected, envelope.commitment)
         return dek, ciphers.COMMITTING_IV
+
+    def key_matches(self, material: ContentMaterial, envelope: Envelope) -> bool:
+        """Check the 28-byte commitment."""
+        assert envelope.message_id is not None and envelope.commitment is not None
+        _, expected = ciphers.derive_committing_keys(material.key, envelope.message_id)
+        return hmac.compare_digest(expected, envelope.commitment)
 
     def encryptor(
         self, material: ContentMaterial, envelope: Envelope, plaintext_offset: int = 0, final: bool = True
@@ -294,6 +309,12 @@ class SegmentedCodec(ContentCodec):
     def part_alignment(self, envelope: Envelope) -> int:
         """Whole segments."""
         return self._size(envelope)
+
+    def key_matches(self, material: ContentMaterial, envelope: Envelope) -> bool:
+        """Check the 32-byte commitment."""
+        assert envelope.salt is not None and envelope.commitment is not None
+        _, expected = ciphers.derive_segment_keys(material.key, envelope.salt)
+        return hmac.compare_digest(expected, envelope.commitment)
 
     def _args(self, material: ContentMaterial, envelope: Envelope) -> tuple[bytes, bytes, bytes, int]:
         assert envelope.salt is not None and envelope.nonce_prefix is not None

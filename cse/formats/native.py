@@ -10,6 +10,8 @@ The document (specified in ``docs/cse-v1.md``)::
      "keys": [{"provider": "rsa", "wrap_algorithm": "RSA-OAEP-SHA256", "key_id": "...",
                "ciphertext": b64(...), "material_description": {...}}]}
 
+Every field is required (a key's material description may be ``{}``), so a removed field is an error.
+
 It is written as compact, ASCII-only JSON, so it travels as an HTTP header value on any store.
 """
 
@@ -51,6 +53,13 @@ def _unb64(value: Any, field: str) -> bytes:
         raise MetadataError(f"cse-v1 metadata field {field!r} is not valid base64") from None
 
 
+def _unique_names(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out = dict(pairs)
+    if len(out) != len(pairs):
+        raise MetadataError(f"the {METADATA_KEY!r} metadata repeats a JSON member name")
+    return out
+
+
 def _text_map(value: Any, field: str) -> dict[str, str]:
     if not isinstance(value, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
         raise MetadataError(f"cse-v1 metadata field {field!r} must be an object of strings")
@@ -79,7 +88,7 @@ class NativeFormat(Format):
         if raw is None:
             raise MetadataError(f"the object has no {METADATA_KEY!r} metadata; it was not written by cse-v1")
         try:
-            doc = json.loads(raw)
+            doc = json.loads(raw, object_pairs_hook=_unique_names)
         except (ValueError, RecursionError):
             raise MetadataError(f"the {METADATA_KEY!r} metadata is not valid JSON") from None
         if not isinstance(doc, dict):
@@ -90,7 +99,7 @@ class NativeFormat(Format):
         unknown = sorted(set(doc) - _TOP)
         if unknown:
             raise MetadataError(f"cse-v1 metadata has unknown field(s) {', '.join(map(repr, unknown))}")
-        if doc["version"] != 1:
+        if type(doc["version"]) is not int or doc["version"] != 1:
             raise MetadataError(
                 f"cse-v1 metadata field 'version' is {doc['version']!r}; this cse reads version 1 (upgrade cse)"
             )
@@ -105,24 +114,22 @@ class NativeFormat(Format):
         wrapped: list[WrappedKey] = []
         for i, entry in enumerate(keys):
             where = f"keys[{i}]"
-            if not isinstance(entry, dict) or set(entry) - _KEY or not {"wrap_algorithm", "ciphertext"} <= set(entry):
+            if not isinstance(entry, dict) or set(entry) != _KEY:
                 raise MetadataError(
-                    f"cse-v1 metadata field {where!r} must be an object with 'wrap_algorithm' and 'ciphertext' "
-                    f"(and optionally 'provider', 'key_id', 'material_description')"
+                    f"cse-v1 metadata field {where!r} must be an object with exactly the fields "
+                    f"{', '.join(map(repr, sorted(_KEY)))}"
                 )
             for name in ("provider", "key_id", "wrap_algorithm"):
-                if name in entry and not isinstance(entry[name], str):
-                    raise MetadataError(f"cse-v1 metadata field '{where}.{name}' must be a string")
+                if not isinstance(entry[name], str) or not entry[name]:
+                    raise MetadataError(f"cse-v1 metadata field '{where}.{name}' must be a non-empty string")
             try:
                 wrapped.append(
                     WrappedKey(
                         wrap_algorithm=entry["wrap_algorithm"],
                         ciphertext=_unb64(entry["ciphertext"], f"{where}.ciphertext"),
-                        key_id=entry.get("key_id"),
-                        provider=entry.get("provider"),
-                        material_description=_text_map(
-                            entry.get("material_description", {}), f"{where}.material_description"
-                        ),
+                        key_id=entry["key_id"],
+                        provider=entry["provider"],
+                        material_description=_text_map(entry["material_description"], f"{where}.material_description"),
                     )
                 )
             except ValidationError as exc:
@@ -148,14 +155,17 @@ class NativeFormat(Format):
         assert envelope.salt is not None and envelope.nonce_prefix is not None and envelope.commitment is not None
         keys: list[dict[str, Any]] = []
         for wk in envelope.wrapped_keys:
-            entry: dict[str, Any] = {"wrap_algorithm": wk.wrap_algorithm, "ciphertext": _b64(wk.ciphertext)}
-            if wk.provider is not None:
-                entry["provider"] = wk.provider
-            if wk.key_id is not None:
-                entry["key_id"] = wk.key_id
-            if wk.material_description:
-                entry["material_description"] = dict(wk.material_description)
-            keys.append(entry)
+            if not wk.provider or not wk.key_id:
+                raise ValueError("cse-v1 records the provider scheme and key id of every wrapped key")
+            keys.append(
+                {
+                    "provider": wk.provider,
+                    "wrap_algorithm": wk.wrap_algorithm,
+                    "key_id": wk.key_id,
+                    "ciphertext": _b64(wk.ciphertext),
+                    "material_description": dict(wk.material_description),
+                }
+            )
         doc = {
             "version": 1,
             "content_algorithm": ContentAlgorithm.CSE_V1,

@@ -86,6 +86,8 @@ class Store(ABC):
     max_parts: ClassVar[int] = 10_000
     #: Whether user metadata can be read back on every object (False if a store drops it).
     supports_metadata: ClassVar[bool] = True
+    #: The format cse writes to this store unless told otherwise (S3: ``s3-v3``, OSS: ``oss-v2``).
+    default_format: ClassVar[str] = "cse-v1"
 
     @classmethod
     @abstractmethod

@@ -1,0 +1,329 @@
+"""The ``cse`` command.
+
+Imports of the library (and through it, of any cloud SDK) happen inside the commands, so ``cse --help``
+stays fast and imports no boto3 or oss2.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
+
+import click
+
+if TYPE_CHECKING:
+    from cse.client import EncryptionClient, HeadResult
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+_PROGRESS_MIN = 8 * 1024 * 1024
+
+
+def _fail(message: str, code: int = 1) -> NoReturn:
+    click.echo(f"cse: error: {message}", err=True)
+    sys.exit(code)
+
+
+def _handle_errors(fn: F) -> F:
+    """Turn cse errors into a one-line reason on stderr and a non-zero exit."""
+    import functools
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from cse.exceptions import CseError
+
+        try:
+            return fn(*args, **kwargs)
+        except CseError as exc:
+            _fail(" ".join(str(exc).split()) or type(exc).__name__)
+        except OSError as exc:
+            _fail(f"{exc.strerror or exc}" + (f": {exc.filename}" if exc.filename else ""))
+        except KeyboardInterrupt:
+            _fail("interrupted", 130)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _parse_context(pairs: Sequence[str]) -> dict[str, str]:
+    context: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"{pair!r} is not k=v", param_hint="--context")
+        context[key] = value
+    return context
+
+
+def _client(keys: Sequence[str], to_keys: Sequence[str] = (), **options: Any) -> EncryptionClient:
+    from cse.client import EncryptionClient
+
+    if not keys:
+        _fail("this command needs --key KEY_URI (for example --key rsa:///path/private.pem)", 2)
+    return EncryptionClient(list(keys), wrap_keys=list(to_keys) or None, **options)
+
+
+@contextmanager
+def _progress(total: int | None, label: str, enabled: bool) -> Iterator[Callable[[int], None] | None]:
+    """A progress bar on stderr for long transfers when stderr is a terminal."""
+    if not enabled or not sys.stderr.isatty() or (total is not None and total < _PROGRESS_MIN):
+        yield None
+        return
+    with click.progressbar(length=total, label=label, file=sys.stderr, show_eta=True, show_percent=True) as bar:
+        yield bar.update
+
+
+def _emit(as_json: bool, data: Any, human: str) -> None:
+    click.echo(json.dumps(data, indent=2, sort_keys=True) if as_json else human)
+
+
+def _envelope_dict(head: HeadResult) -> dict[str, Any]:
+    env = head.envelope
+    return {
+        "url": head.url,
+        "size": head.size,
+        "stored_size": head.stored_size,
+        "etag": head.etag,
+        "format": env.format,
+        "content_algorithm": env.content_algorithm,
+        "authentication": head.authentication,
+        "segment_size": env.segment_size,
+        "encryption_context": env.encryption_context,
+        "keys": [
+            {
+                "wrap_algorithm": w.wrap_algorithm,
+                "provider": w.provider,
+                "key_id": w.key_id,
+                "material_description": w.material_description,
+            }
+            for w in env.wrapped_keys
+        ],
+    }
+
+
+def _human_head(d: dict[str, Any]) -> str:
+    lines = [
+        f"url:                {d['url']}",
+        f"size:               {d['size']} bytes (stored {d['stored_size']})",
+        f"format:             {d['format']} ({d['content_algorithm']})",
+        f"authentication:     {d['authentication']}",
+    ]
+    if d["segment_size"]:
+        lines.append(f"segment size:       {d['segment_size']}")
+    if d["encryption_context"]:
+        lines.append(f"encryption context: {json.dumps(d['encryption_context'], ensure_ascii=False)}")
+    for i, k in enumerate(d["keys"]):
+        extra = f", material description {json.dumps(k['material_description'])}" if k["material_description"] else ""
+        lines.append(f"key {i}:              {k['wrap_algorithm']} via {k['provider']} id {k['key_id']}{extra}")
+    return "\n".join(lines)
+
+
+key_option = click.option(
+    "--key", "keys", multiple=True, metavar="KEY_URI",
+    help="Key URI (rsa:///path/key.pem ...). Repeat to allow several keys to decrypt.",
+)
+json_option = click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+progress_option = click.option("--progress/--no-progress", default=True, help="Progress bar on long transfers.")
+format_option = click.option("--format", "fmt", metavar="NAME", help="Format to write (default: the store's).")
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="cse", prog_name="cse")
+def main() -> None:
+    """Client-side encryption of objects on S3, OSS and local stores.
+
+    URLs: file:///dir/key, memory://bucket/key (and s3://, oss:// with the cloud extras).
+    Keys: rsa:///abs/path/key.pem[?passphrase-env=VAR] (and aws-kms://, aliyun-kms:// with the extras).
+    """
+
+
+@main.group()
+def keygen() -> None:
+    """Make local keys."""
+
+
+@keygen.command("rsa")
+@click.option("--private", "private_path", required=True, type=click.Path(dir_okay=False), help="Private PEM.")
+@click.option("--public", "public_path", required=True, type=click.Path(dir_okay=False), help="Public PEM.")
+@click.option("--bits", default=3072, show_default=True, type=click.IntRange(2048, 8192))
+@click.option("--passphrase-env", metavar="VAR", help="Encrypt the private key with the passphrase in $VAR.")
+@click.option("--overwrite", is_flag=True, help="Replace existing files.")
+@json_option
+@_handle_errors
+def keygen_rsa(
+    private_path: str, public_path: str, bits: int, passphrase_env: str | None, overwrite: bool, as_json: bool
+) -> None:
+    """Write a new RSA key pair (PKCS#8 private key, mode 0600)."""
+    from cse import registry
+
+    registry.provider_class("rsa")  # install hint if cse-rsa is missing
+    import cse_rsa
+
+    passphrase = None
+    if passphrase_env:
+        value = os.environ.get(passphrase_env)
+        if not value:
+            _fail(f"--passphrase-env {passphrase_env}: the variable is not set", 2)
+        passphrase = value.encode()
+    cse_rsa.generate_keypair(private_path, public_path, bits=bits, passphrase=passphrase, overwrite=overwrite)
+    uri = f"rsa://{os.path.abspath(private_path)}" + (f"?passphrase-env={passphrase_env}" if passphrase_env else "")
+    _emit(as_json, {"private": private_path, "public": public_path, "bits": bits, "key_uri": uri},
+          f"wrote {private_path} and {public_path} ({bits} bits)\nkey URI: {uri}")
+
+
+@main.command()
+@click.argument("local", type=click.Path(dir_okay=False, allow_dash=True))
+@click.argument("url")
+@key_option
+@click.option("--context", "context", multiple=True, metavar="K=V", help="Encryption context entry (repeat).")
+@format_option
+@json_option
+@progress_option
+@_handle_errors
+def put(local: str, url: str, keys: tuple[str, ...], context: tuple[str, ...], fmt: str | None, as_json: bool,
+        progress: bool) -> None:
+    """Encrypt LOCAL (a file, or - for stdin) and store it at URL."""
+    client = _client(keys, format=fmt)
+    ctx = _parse_context(context)
+    if local == "-":
+        with _progress(None, "encrypting", False) as cb:
+            result = client.put(url, sys.stdin.buffer, encryption_context=ctx, callback=cb)
+    else:
+        size = os.path.getsize(local)
+        with _progress(size, "encrypting", progress) as cb:
+            result = client.upload_file(local, url, encryption_context=ctx, callback=cb)
+    data = {"url": result.url, "size": result.size, "stored_size": result.stored_size, "etag": result.etag,
+            "format": result.envelope.format, "parts": result.parts}
+    _emit(as_json, data, f"{result.url}: {result.size} bytes encrypted as {result.envelope.format}")
+
+
+@main.command()
+@click.argument("url")
+@click.argument("local", type=click.Path(dir_okay=False, allow_dash=True))
+@key_option
+@click.option("--delayed-authentication", is_flag=True, help="With - : stream before the tag is checked.")
+@json_option
+@progress_option
+@_handle_errors
+def get(url: str, local: str, keys: tuple[str, ...], delayed_authentication: bool, as_json: bool,
+        progress: bool) -> None:
+    """Decrypt URL into LOCAL. The file appears only after the whole object verified."""
+    client = _client(keys, delayed_authentication=delayed_authentication)
+    if local == "-":
+        for chunk in client.iter_chunks(url):
+            sys.stdout.buffer.write(chunk)
+        sys.stdout.buffer.flush()
+        return
+    size = client.head(url).size
+    with _progress(size, "decrypting", progress) as cb:
+        head = client.download_file(url, local, callback=cb)
+    _emit(as_json, {"url": head.url, "path": local, "size": head.size, "format": head.envelope.format},
+          f"{local}: {head.size} bytes decrypted and verified ({head.envelope.format})")
+
+
+@main.command()
+@click.argument("url")
+@key_option
+@click.option("--range", "byte_range", metavar="A-B|A-|-N", help="Byte range of the plaintext (HTTP rules).")
+@click.option("--delayed-authentication", is_flag=True, help="Stream before the whole-object tag is checked.")
+@click.option("--allow-unauthenticated-ranges", is_flag=True,
+              help="Allow unverified ranged reads of objects authenticated only as a whole.")
+@_handle_errors
+def cat(url: str, keys: tuple[str, ...], byte_range: str | None, delayed_authentication: bool,
+        allow_unauthenticated_ranges: bool) -> None:
+    """Decrypt URL (or a byte range of it) to stdout."""
+    client = _client(keys, delayed_authentication=delayed_authentication,
+                     allow_unauthenticated_ranges=allow_unauthenticated_ranges)
+    out = sys.stdout.buffer
+    for chunk in client.iter_chunks(url, range=byte_range):
+        out.write(chunk)
+    out.flush()
+
+
+@main.command("ls")
+@click.argument("url")
+@json_option
+@_handle_errors
+def ls(url: str, as_json: bool) -> None:
+    """List the objects under URL (stored sizes)."""
+    from cse import registry
+
+    store, prefix = registry.open_store(url)
+    rows = [
+        {"url": store.url(info.key), "key": info.key, "stored_size": info.size, "etag": info.etag,
+         "last_modified": info.last_modified.isoformat() if info.last_modified else None}
+        for info in store.list(prefix)
+    ]
+    if as_json:
+        _emit(True, rows, "")
+        return
+    for row in rows:
+        click.echo(f"{row['stored_size']:>14}  {row['last_modified'] or '':<32}  {row['url']}")
+
+
+@main.command()
+@click.argument("url")
+@json_option
+@_handle_errors
+def head(url: str, as_json: bool) -> None:
+    """Show an object's envelope: format, algorithms, sizes, key ids. Never a key."""
+    from cse import registry
+    from cse.client import head_object
+
+    store, key = registry.open_store(url)
+    data = _envelope_dict(head_object(store, key))
+    _emit(as_json, data, _human_head(data))
+
+
+@main.command()
+@click.argument("url")
+@json_option
+@_handle_errors
+def rm(url: str, as_json: bool) -> None:
+    """Delete the object at URL."""
+    from cse import registry
+
+    store, key = registry.open_store(url)
+    store.head(key)  # a clear error for a wrong URL
+    store.delete(key)
+    _emit(as_json, {"deleted": store.url(key)}, f"deleted {store.url(key)}")
+
+
+@main.command()
+@click.argument("src")
+@click.argument("dst")
+@key_option
+@click.option("--to-key", "to_keys", multiple=True, metavar="KEY_URI", help="Re-wrap for this key (repeat).")
+@format_option
+@json_option
+@progress_option
+@_handle_errors
+def cp(src: str, dst: str, keys: tuple[str, ...], to_keys: tuple[str, ...], fmt: str | None, as_json: bool,
+       progress: bool) -> None:
+    """Copy an encrypted object; re-wrap with --to-key, or convert with --format."""
+    client = _client(keys)
+    size = client.head(src).size
+    with _progress(size, "copying", progress) as cb:
+        result = client.copy(src, dst, to_keys=list(to_keys) or None, format=fmt, callback=cb)
+    data = {"src": src, "dst": result.url, "size": result.size, "format": result.envelope.format}
+    _emit(as_json, data, f"{src} -> {result.url} ({result.size} bytes, {result.envelope.format})")
+
+
+@main.command()
+@click.option("--dir", "directory", type=click.Path(file_okay=False), help="Work here (default: a temp dir).")
+@json_option
+@_handle_errors
+def demo(directory: str | None, as_json: bool) -> None:
+    """Run a whole local round trip: key, encrypt into a file:// vault, inspect, decrypt, verify."""
+    from cse.demo import run_demo
+
+    report = run_demo(directory, echo=None if as_json else click.echo)
+    if as_json:
+        _emit(True, report, "")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,978 @@
+"""The encryption client: put, get, open, upload_file, download_file, head, delete, copy, rewrap.
+
+Objects are named by URL (``file:///vault/a.bin``, ``memory://bucket/a.bin``, ``s3://bucket/a.bin``) or by
+a ``(store, key)`` pair. Keys are :class:`~cse.providers.KeyProvider` objects or key URIs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any, BinaryIO
+
+from cse import registry
+from cse.config import TransferConfig
+from cse.content import ContentCodec, ContentMaterial, codec_for
+from cse.envelope import Envelope, WrappedKey
+from cse.exceptions import (
+    AuthenticatedSizeLimitError,
+    ConfigurationError,
+    CseError,
+    DecryptionError,
+    EncryptionError,
+    MetadataError,
+    MultipartError,
+    NoMatchingKeyError,
+    StoreError,
+)
+from cse.formats.base import Format
+from cse.providers import KeyProvider, KeyRequest
+from cse.ranges import ByteRange, parse_range, resolve_range
+from cse.stores.base import ObjectInfo, PartInfo, Store
+
+__all__ = ["DecryptingReader", "EncryptionClient", "HeadResult", "ObjectRef", "PutResult", "detect_format", "head_object"]
+
+ObjectRef = str | tuple[Store, str]
+"""An object: a URL, or a ``(store, key)`` pair."""
+
+Body = bytes | bytearray | memoryview | IO[bytes] | Iterable[bytes]
+"""What ``put`` accepts: bytes, a binary file object, or an iterator of byte chunks."""
+
+Callback = Callable[[int], None]
+"""Progress callback: called with the number of plaintext bytes just transferred (as boto3's ``Callback``)."""
+
+
+@dataclass(frozen=True)
+class PutResult:
+    """What ``put`` and ``upload_file`` stored."""
+
+    url: str
+    etag: str
+    #: Plaintext bytes.
+    size: int
+    #: Stored (ciphertext) bytes.
+    stored_size: int
+    envelope: Envelope
+    #: Number of parts, or 0 for a single request.
+    parts: int
+
+
+@dataclass(frozen=True)
+class HeadResult:
+    """What ``head`` reports of an encrypted object. Never contains a key."""
+
+    url: str
+    #: Plaintext size in bytes.
+    size: int
+    #: Stored (ciphertext) size in bytes.
+    stored_size: int
+    etag: str
+    envelope: Envelope
+    #: The stored user metadata, as the store returned it.
+    metadata: Mapping[str, str]
+
+    @property
+    def authentication(self) -> str:
+        """``segment`` (every read verified), ``object`` (only whole reads) or ``none``."""
+        return codec_for(self.envelope.content_algorithm).authentication
+
+
+class _Source:
+    """Uniform ``readinto`` over bytes, file objects and iterators of chunks."""
+
+    def __init__(self, body: Body) -> None:
+        self._mem: memoryview | None = None
+        self._file: IO[bytes] | None = None
+        self._iter: Iterator[bytes] | None = None
+        self._pending = memoryview(b"")
+        self._pos = 0
+        if isinstance(body, (bytes, bytearray, memoryview)):
+            self._mem = memoryview(body).cast("B")
+        elif hasattr(body, "read"):
+            self._file = body  # type: ignore[assignment]
+        elif isinstance(body, Iterable):
+            self._iter = iter(body)
+        else:
+            raise ConfigurationError(
+                f"put() takes bytes, a binary file object or an iterator of bytes, not {type(body).__name__}"
+            )
+
+    def known_length(self) -> int | None:
+        if self._mem is not None:
+            return len(self._mem)
+        return None
+
+    def readinto(self, buf: memoryview) -> int:
+        """Fill ``buf`` as far as possible; return bytes read (0 only at the end)."""
+        want = len(buf)
+        if self._mem is not None:
+            n = min(want, len(self._mem) - self._pos)
+            buf[:n] = self._mem[self._pos : self._pos + n]
+            self._pos += n
+            return n
+        got = 0
+        if self._file is not None:
+            readinto = getattr(self._file, "readinto", None)
+            while got < want:
+                if readinto is not None:
+                    n = readinto(buf[got:])
+                else:
+                    data = self._file.read(want - got)
+                    n = len(data)
+                    buf[got : got + n] = data
+                if not n:
+                    break
+                got += n
+            return got
+        assert self._iter is not None
+        while got < want:
+            if not self._pending:
+                try:
+                    chunk = next(self._iter)
+                except StopIteration:
+                    break
+                if not isinstance(chunk, (bytes, bytearray, memoryview)):
+                    raise ConfigurationError(f"the put() iterator yielded {type(chunk).__name__}, not bytes")
+                self._pending = memoryview(chunk).cast("B")
+            n = min(len(self._pending), want - got)
+            buf[got : got + n] = self._pending[:n]
+            self._pending = self._pending[n:]
+            got += n
+        return got
+
+
+class _Decrypted:
+    """An opened encrypted object: store, key, info, envelope, content material and codec."""
+
+    def __init__(
+        self, store: Store, key: str, info: ObjectInfo, envelope: Envelope, material: ContentMaterial
+    ) -> None:
+        self.store = store
+        self.key = key
+        self.info = info
+        self.envelope = envelope
+        self.material = material
+        self.codec: ContentCodec = codec_for(envelope.content_algorithm)
+        self.size = self.codec.plaintext_length(envelope, info.size)
+
+
+def detect_format(metadata: Mapping[str, str], where: str = "the object", *, allow_legacy: bool = False) -> Format:
+    """The one installed format whose metadata ``metadata`` carries.
+
+    Raises :class:`~cse.exceptions.MetadataError` if none or several match, and
+    :class:`~cse.exceptions.ConfigurationError` for a legacy format without ``allow_legacy``.
+    """
+    found = [fmt for fmt in registry.all_formats() if fmt.detect(metadata)]
+    if not found:
+        raise MetadataError(
+            f"{where} has no encryption metadata that cse recognises (formats tried: "
+            f"{', '.join(registry.available_formats())}); it was not written by cse or a supported SDK, "
+            "or its format's plugin is not installed"
+        )
+    if len(found) > 1:
+        raise MetadataError(
+            f"{where} carries metadata of several formats ({', '.join(f.name for f in found)}); refusing to guess"
+        )
+    fmt = found[0]
+    if fmt.legacy and not allow_legacy:
+        raise ConfigurationError(
+            f"{where} is in the legacy {fmt.name} format; pass allow_legacy=True (--allow-legacy) to read it"
+        )
+    return fmt
+
+
+def head_object(store: Store, key: str, *, allow_legacy: bool = False) -> HeadResult:
+    """Describe an encrypted object without any key: plaintext size, envelope, metadata."""
+    info = store.head(key)
+    envelope = detect_format(info.metadata, store.url(key), allow_legacy=allow_legacy).decode(info.metadata)
+    size = codec_for(envelope.content_algorithm).plaintext_length(envelope, info.size)
+    return HeadResult(store.url(key), size, info.size, info.etag, envelope, dict(info.metadata))
+
+
+class EncryptionClient:
+    """Client-side envelope encryption over any store.
+
+    :param keys: key providers (or key URIs) that may decrypt. The first one also encrypts, unless
+        ``wrap_keys`` is given.
+    :param wrap_keys: the providers that wrap the content key of new objects. cse-v1 records one wrapped
+        key per provider, so any of them can decrypt; the S3 and OSS formats take exactly one.
+    :param format: the format to write (``cse-v1``, ``s3-v3``, ``oss-v2`` ...); default: the store's.
+    :param encryption_context: default encryption context of new objects.
+    :param config: transfer settings (:class:`~cse.config.TransferConfig`).
+    :param delayed_authentication: let ``get``/``open`` stream plaintext of objects that are
+        authenticated only as a whole (S3 V2/V3) before the tag is checked; the tag is still checked at
+        the end and a mismatch raises. Dangerous: the caller sees unverified bytes.
+    :param allow_unauthenticated_ranges: allow ranged reads of objects authenticated only as a whole;
+        such ranges are decrypted as CTR and not verified (as the Java S3 client's legacy modes).
+    :param allow_legacy: read legacy formats (S3 V1, OSS V1) and legacy wrap algorithms.
+    """
+
+    def __init__(
+        self,
+        keys: KeyProvider | str | Sequence[KeyProvider | str],
+        *,
+        wrap_keys: Sequence[KeyProvider | str] | None = None,
+        format: str | None = None,  # noqa: A002 - the name users know
+        encryption_context: Mapping[str, str] | None = None,
+        config: TransferConfig | None = None,
+        delayed_authentication: bool = False,
+        allow_unauthenticated_ranges: bool = False,
+        allow_legacy: bool = False,
+    ) -> None:
+        key_list = [keys] if isinstance(keys, (KeyProvider, str)) else list(keys)
+        if not key_list:
+            raise ConfigurationError("EncryptionClient needs at least one key (a KeyProvider or a key URI)")
+        self.keys: tuple[KeyProvider, ...] = tuple(self._provider(k) for k in key_list)
+        wraps = [self._provider(k) for k in wrap_keys] if wrap_keys is not None else [self.keys[0]]
+        self.wrap_keys: tuple[KeyProvider, ...] = tuple(wraps)
+        self.format = format
+        self.encryption_context = dict(encryption_context or {})
+        self.config = config or TransferConfig()
+        self.delayed_authentication = delayed_authentication
+        self.allow_unauthenticated_ranges = allow_unauthenticated_ranges
+        self.allow_legacy = allow_legacy
+        self._stores: dict[str, Store] = {}
+        self._lock = threading.Lock()
+
+    # ------------------------------------------------------------------------------------------ plumbing
+
+    @staticmethod
+    def _provider(key: KeyProvider | str) -> KeyProvider:
+        if isinstance(key, KeyProvider):
+            return key
+        if isinstance(key, str):
+            return registry.open_provider(key)
+        raise ConfigurationError(f"a key is a KeyProvider or a key URI string, not {type(key).__name__}")
+
+    def resolve(self, ref: ObjectRef) -> tuple[Store, str]:
+        """The store and key an object reference names. Stores opened from URLs are reused."""
+        if isinstance(ref, tuple):
+            return ref
+        store, key = registry.open_store(ref)
+        root = store.url("")
+        with self._lock:
+            cached = self._stores.setdefault(root, store)
+        return cached, key
+
+    def _format(self, store: Store, name: str | None) -> Format:
+        fmt = registry.get_format(name or self.format or store.default_format)
+        if not fmt.writable:
+            raise ConfigurationError(f"the {fmt.name} format is read-only (legacy); write cse-v1 or the store's")
+        return fmt
+
+    def _detect(self, metadata: Mapping[str, str], where: str) -> Format:
+        return detect_format(metadata, where, allow_legacy=self.allow_legacy)
+
+    def _envelope(self, store: Store, key: str) -> tuple[ObjectInfo, Envelope]:
+        info = store.head(key)
+        fmt = self._detect(info.metadata, store.url(key))
+        return info, fmt.decode(info.metadata)
+
+    def unwrap(self, envelope: Envelope) -> ContentMaterial:
+        """Unwrap an envelope's content key (and IV) with the first configured key that can."""
+        tried = False
+        for wrapped in envelope.wrapped_keys:
+            for provider in self.keys:
+                if not provider.can_unwrap(wrapped):
+                    continue
+                tried = True
+                request = KeyRequest(
+                    wrap_algorithm=wrapped.wrap_algorithm,
+                    content_algorithm=envelope.content_algorithm,
+                    encryption_context=envelope.encryption_context,
+                    material_description=wrapped.material_description,
+                    key_id=wrapped.key_id,
+                )
+                try:
+                    key = provider.unwrap(wrapped.ciphertext, request)
+                    iv = provider.unwrap(wrapped.wrapped_iv, request) if wrapped.wrapped_iv else envelope.iv
+                except NoMatchingKeyError:
+                    continue
+                except DecryptionError:
+                    continue
+                material = ContentMaterial(key=key, iv=iv)
+                if len(key) != 32 or not codec_for(envelope.content_algorithm).key_matches(material, envelope):
+                    continue
+                return material
+        if not tried:
+            asked = "; ".join(_describe_wrapped(w) for w in envelope.wrapped_keys)
+            have = ", ".join(p.describe() for p in self.keys)
+            raise NoMatchingKeyError(f"no configured key can unwrap this object: it asks for {asked}; given {have}")
+        raise DecryptionError()
+
+    def _open(self, ref: ObjectRef) -> _Decrypted:
+        store, key = self.resolve(ref)
+        info, envelope = self._envelope(store, key)
+        return _Decrypted(store, key, info, envelope, self.unwrap(envelope))
+
+    def _new_envelope(
+        self, fmt: Format, context: Mapping[str, str], plaintext_length: int | None
+    ) -> tuple[Envelope, ContentMaterial]:
+        if len(self.wrap_keys) > 1 and fmt.name != "cse-v1":
+            raise ConfigurationError(f"the {fmt.name} format records one wrapped key; give one key, or use cse-v1")
+        codec = codec_for(fmt.content_algorithm)
+        wrapped: list[WrappedKey] = []
+        cek: bytes | None = None
+        params: dict[str, Any] = {}
+        iv: bytes | None = None
+        for provider in self.wrap_keys:
+            if not provider.can_encrypt:
+                raise ConfigurationError(f"the key {provider.describe()} can only decrypt; give a key that can encrypt")
+            request = KeyRequest(
+                wrap_algorithm=fmt.choose_wrap_algorithm(provider),
+                content_algorithm=fmt.content_algorithm,
+                encryption_context=context,
+                material_description=provider.material_description,
+            )
+            if cek is None:
+                data_key = provider.generate_data_key(request)
+                cek, ciphertext, key_id = data_key.plaintext, data_key.ciphertext, data_key.key_id
+                params = codec.new_parameters(cek, segment_size=self.config.segment_size)
+                iv = params.get("iv")
+            else:
+                ciphertext, key_id = provider.wrap(cek, request), provider.key_id
+            wrapped_iv = None
+            if fmt.wraps_iv:
+                assert iv is not None
+                wrapped_iv = provider.wrap(iv, request)
+            wrapped.append(
+                WrappedKey(
+                    wrap_algorithm=request.wrap_algorithm,
+                    ciphertext=ciphertext,
+                    wrapped_iv=wrapped_iv,
+                    key_id=key_id or provider.key_id,
+                    provider=provider.scheme,
+                    material_description=dict(provider.material_description),
+                )
+            )
+        assert cek is not None
+        if fmt.wraps_iv:
+            params.pop("iv", None)
+        envelope = Envelope(
+            format=fmt.name,
+            content_algorithm=fmt.content_algorithm,
+            wrapped_keys=tuple(wrapped),
+            encryption_context=dict(context),
+            plaintext_length=plaintext_length,
+            **params,
+        )
+        return envelope, ContentMaterial(key=cek, iv=iv)
+
+    # ------------------------------------------------------------------------------------------------ put
+
+    def put(
+        self,
+        ref: ObjectRef,
+        body: Body,
+        *,
+        encryption_context: Mapping[str, str] | None = None,
+        format: str | None = None,  # noqa: A002
+        content_length: int | None = None,
+        callback: Callback | None = None,
+    ) -> PutResult:
+        """Encrypt ``body`` and store it. Unknown or large lengths go multipart, with bounded memory.
+
+        ``content_length`` (if known) is recorded as the plaintext length where the format has a field
+        for it. On any failure, a multipart upload is aborted: nothing partial is left.
+        """
+        store, key = self.resolve(ref)
+        fmt = self._format(store, format)
+        context = {**self.encryption_context, **(encryption_context or {})}
+        for k, v in context.items():
+            if not isinstance(k, str) or not isinstance(v, str):
+                raise ConfigurationError("the encryption context maps strings to strings")
+        source = _Source(body)
+        length = content_length if content_length is not None else source.known_length()
+        envelope, material = self._new_envelope(fmt, context, length)
+        codec = codec_for(envelope.content_algorithm)
+        try:
+            encryptor = codec.encryptor(material, envelope)
+        except ValueError as exc:
+            raise EncryptionError(f"cannot encrypt: {exc}") from None
+        threshold = self.config.multipart_threshold
+        if length is not None and length <= threshold:
+            return self._put_single(store, key, fmt, envelope, encryptor, source, length, callback)
+        # Unknown length: read up to the threshold to see whether it fits in one request.
+        head = bytearray(threshold + 1 if length is None else 0)
+        n = source.readinto(memoryview(head)) if length is None else 0
+        if length is None and n <= threshold:
+            return self._put_single(store, key, fmt, envelope, encryptor, _Source(memoryview(head)[:n]), n, callback)
+        return self._put_multipart(store, key, fmt, envelope, encryptor, source, memoryview(head)[:n], callback)
+
+    def _put_single(
+        self,
+        store: Store,
+        key: str,
+        fmt: Format,
+        envelope: Envelope,
+        encryptor: Any,
+        source: _Source,
+        length: int,
+        callback: Callback | None,
+    ) -> PutResult:
+        if envelope.plaintext_length != length:
+            envelope = envelope.model_copy(update={"plaintext_length": length})
+        plaintext = bytearray(length)
+        got = source.readinto(memoryview(plaintext))
+        if got != length or source.readinto(memoryview(bytearray(1))):
+            raise ConfigurationError(
+                f"the body has {'fewer' if got != length else 'more'} bytes than content_length={length}"
+            )
+        out = bytearray(encryptor.output_size(length))
+        n = encryptor.update_into(plaintext, out)
+        del plaintext
+        trailer = encryptor.finalize()
+        out[n : n + len(trailer)] = trailer
+        ciphertext = memoryview(out)[: n + len(trailer)]
+        info = store.put(key, ciphertext, fmt.encode(envelope))
+        if callback is not None:
+            callback(length)
+        return PutResult(store.url(key), info.etag, length, len(ciphertext), envelope, 0)
+
+    def _part_size(self, store: Store, length: int | None) -> int:
+        size = max(self.config.part_size, store.min_part_size)
+        if length is not None:
+            # Keep within the store's part count, with a margin for per-segment tags.
+            need = -(-(length + length // 64 + 1024) // store.max_parts)
+            size = max(size, need)
+        return size
+
+    def _put_multipart(
+        self,
+        store: Store,
+        key: str,
+        fmt: Format,
+        envelope: Envelope,
+        encryptor: Any,
+        source: _Source,
+        head: memoryview,
+        callback: Callback | None,
+    ) -> PutResult:
+        cfg = self.config
+        part_size = self._part_size(store, envelope.plaintext_length)
+        slack = cfg.chunk_size + cfg.segment_size + 65536
+        upload_id = store.create_multipart(key, fmt.encode(envelope))
+        part_headers = fmt.part_headers(envelope)
+        free: list[bytearray] = []
+        pending: dict[Future[PartInfo], bytearray] = {}
+        done: list[PartInfo] = []
+        total_plain = 0
+        total_cipher = 0
+        number = 0
+
+        def upload(num: int, data: memoryview) -> PartInfo:
+            for attempt in range(cfg.part_attempts):
+                try:
+                    return store.upload_part(key, upload_id, num, data, part_headers)
+                except StoreError:
+                    if attempt + 1 == cfg.part_attempts:
+                        raise
+                    time.sleep(0.2 * 2**attempt)
+            raise AssertionError("unreachable")
+
+        def collect(block: bool) -> None:
+            if not pending:
+                return
+            finished, _ = wait(list(pending), return_when=FIRST_COMPLETED) if block else (
+                [f for f in pending if f.done()], None)
+            for fut in finished:
+                buf = pending.pop(fut)
+                done.append(fut.result())
+                free.append(buf)
+
+        def take() -> bytearray:
+            while len(pending) >= cfg.max_concurrency:
+                collect(block=True)
+            collect(block=False)
+            return free.pop() if free else bytearray(part_size + slack)
+
+        try:
+            with ThreadPoolExecutor(max_workers=cfg.max_concurrency, thread_name_prefix="cse-part") as pool:
+
+                def submit(data: bytearray, size: int) -> None:
+                    nonlocal number, total_cipher
+                    number += 1
+                    total_cipher += size
+                    pending[pool.submit(upload, number, memoryview(data)[:size])] = data
+
+                def spill(buf: bytearray, fill: int) -> tuple[bytearray, int]:
+                    # Send full parts while more bytes follow them; the last part is never empty.
+                    while fill > part_size:
+                        fresh = take()
+                        fresh[: fill - part_size] = buf[part_size:fill]
+                        submit(buf, part_size)
+                        buf, fill = fresh, fill - part_size
+                    return buf, fill
+
+                buf, fill = take(), 0
+                chunk = memoryview(bytearray(cfg.chunk_size))
+                while True:
+                    if len(head):
+                        piece, head = head[: cfg.chunk_size], head[cfg.chunk_size :]
+                    else:
+                        piece = chunk[: source.readinto(chunk)]
+                    if not len(piece):
+                        break
+                    total_plain += len(piece)
+                    fill += encryptor.update_into(piece, memoryview(buf)[fill:])
+                    buf, fill = spill(buf, fill)
+                    if callback is not None:
+                        callback(len(piece))
+                trailer = encryptor.finalize()
+                buf[fill : fill + len(trailer)] = trailer
+                buf, fill = spill(buf, fill + len(trailer))
+                submit(buf, fill)
+                while pending:
+                    collect(block=True)
+            done.sort(key=lambda p: p.part_number)
+            info = store.complete_multipart(key, upload_id, done)
+        except BaseException as exc:
+            with contextlib.suppress(Exception):
+                store.abort_multipart(key, upload_id)
+            if isinstance(exc, StoreError) and not isinstance(exc, MultipartError):
+                raise MultipartError(f"multipart upload of {store.url(key)} failed and was aborted: {exc}") from exc
+            raise
+        return PutResult(store.url(key), info.etag, total_plain, total_cipher, envelope, len(done))
+
+    def upload_file(
+        self,
+        path: str | os.PathLike[str],
+        ref: ObjectRef,
+        *,
+        encryption_context: Mapping[str, str] | None = None,
+        format: str | None = None,  # noqa: A002
+        callback: Callback | None = None,
+    ) -> PutResult:
+        """Encrypt a local file into the store (multipart above the threshold, bounded memory)."""
+        p = Path(path)
+        try:
+            fh = p.open("rb")
+        except OSError as exc:
+            raise ConfigurationError(f"cannot read {p}: {exc.strerror or exc}") from None
+        with fh:
+            size = os.fstat(fh.fileno()).st_size
+            return self.put(
+                ref, fh, encryption_context=encryption_context, format=format, content_length=size, callback=callback
+            )
+
+    # ------------------------------------------------------------------------------------------------ get
+
+    def head(self, ref: ObjectRef) -> HeadResult:
+        """The plaintext size, envelope and metadata of an object (no key is unwrapped)."""
+        store, key = self.resolve(ref)
+        return head_object(store, key, allow_legacy=self.allow_legacy)
+
+    def _stream(self, obj: _Decrypted, start: int, end: int) -> Iterator[memoryview]:
+        """Yield decrypted plaintext ``start..end`` (inclusive) chunk by chunk.
+
+        The last chunk is yielded only after the decryptor's final check passed. For codecs that
+        authenticate only whole objects, earlier chunks are unverified until then: callers that must not
+        release unverified plaintext hold them (``get``) or write them to a temporary file
+        (``download_file``). Yielded views are reused: consume each before asking for the next.
+        """
+        codec, cfg = obj.codec, self.config
+        whole = start == 0 and end == obj.size - 1 or obj.size == 0
+        if whole:
+            ct_start, ct_end, skip, length = 0, obj.info.size - 1, 0, obj.size
+            decryptor = codec.decryptor(obj.material, obj.envelope, obj.info.size)
+        else:
+            plan = codec.plan_range(obj.envelope, obj.info.size, start, end)
+            if not plan.authenticated and codec.authentication != "none" and not self.allow_unauthenticated_ranges:
+                raise ConfigurationError(
+                    f"{obj.store.url(obj.key)} is authenticated only as a whole ({obj.envelope.format}); a "
+                    "ranged read of it cannot be verified. Read the whole object, pass "
+                    "allow_unauthenticated_ranges=True (--allow-unauthenticated-ranges), or store it as cse-v1"
+                )
+            ct_start, ct_end, skip, length = plan.ct_start, plan.ct_end, plan.skip, plan.length
+            decryptor = codec.range_decryptor(obj.material, obj.envelope, obj.info.size, plan)
+        # Two output buffers: the newest piece is held back until the next one (or the final check)
+        # is done, so whoever reads the last byte has already seen the verification pass.
+        outs = (bytearray(decryptor.output_size(cfg.chunk_size)), bytearray(decryptor.output_size(cfg.chunk_size)))
+        which = 0
+        held: memoryview | None = None
+        remaining = length
+        fetched: Any = contextlib.nullcontext(None) if obj.info.size == 0 else obj.store.get(obj.key, ct_start, ct_end)
+        with fetched as result:
+            view = memoryview(bytearray(cfg.chunk_size))
+            while result is not None:
+                n = _readinto(result.body, view)
+                if not n:
+                    break
+                out = outs[which]
+                piece = memoryview(out)[: decryptor.update_into(view[:n], out)]
+                if skip:
+                    cut = min(skip, len(piece))
+                    piece, skip = piece[cut:], skip - cut
+                piece = piece[:remaining]
+                if len(piece):
+                    remaining -= len(piece)
+                    if held is not None:
+                        yield held
+                    held, which = piece, which ^ 1
+            tail = memoryview(decryptor.finalize())[skip:]
+        tail = tail[:remaining]
+        remaining -= len(tail)
+        if remaining:
+            raise DecryptionError()
+        if held is not None:
+            yield held
+        if len(tail):
+            yield tail
+
+    def get(self, ref: ObjectRef, *, range: ByteRange | str | None = None) -> bytes:  # noqa: A002
+        """Decrypt an object (or a byte range of it) into memory, verified.
+
+        Objects authenticated only as a whole (S3 V2/V3) are held until their tag verifies, up to
+        ``config.max_authenticated_buffer``; larger ones raise
+        :class:`~cse.exceptions.AuthenticatedSizeLimitError` unless ``delayed_authentication`` is set.
+        """
+        obj = self._open(ref)
+        start, end = self._range(obj, range)
+        if obj.codec.authentication == "object" and (start, end) == (0, obj.size - 1):
+            self._check_buffer_cap(obj)
+        buf = io.BytesIO()
+        for piece in self._stream(obj, start, end):
+            buf.write(piece)
+        return buf.getvalue()
+
+    def _check_buffer_cap(self, obj: _Decrypted) -> None:
+        cap = self.config.max_authenticated_buffer
+        if obj.size > cap and not self.delayed_authentication:
+            raise AuthenticatedSizeLimitError(
+                f"{obj.store.url(obj.key)} ({obj.size} bytes, format {obj.envelope.format}) is authenticated only "
+                f"as a whole and is larger than the {cap}-byte verification buffer. Use download_file() "
+                "(verifies into a temporary file), or pass delayed_authentication=True to stream unverified "
+                "plaintext that is checked at the end"
+            )
+
+    @staticmethod
+    def _range(obj: _Decrypted, byte_range: ByteRange | str | None) -> tuple[int, int]:
+        if byte_range is None:
+            return 0, obj.size - 1
+        parsed = parse_range(byte_range) if isinstance(byte_range, str) else byte_range
+        return resolve_range(parsed, obj.size)
+
+    def iter_chunks(self, ref: ObjectRef, *, range: ByteRange | str | None = None) -> Iterator[bytes]:  # noqa: A002
+        """Stream decrypted plaintext in chunks.
+
+        Every chunk is verified before it is yielded for cse-v1 and for formats without authentication.
+        For objects authenticated only as a whole, chunks are held in memory until the tag verifies (up to
+        the buffer cap), unless ``delayed_authentication`` is set: then they are yielded unverified and the
+        tag is checked at the end (raising :class:`~cse.exceptions.DecryptionError` there).
+        """
+        obj = self._open(ref)
+        start, end = self._range(obj, range)
+        whole_only = obj.codec.authentication == "object" and (start, end) == (0, obj.size - 1)
+        if whole_only and not self.delayed_authentication:
+            self._check_buffer_cap(obj)
+            held = [bytes(p) for p in self._stream(obj, start, end)]
+            yield from held
+            return
+        for piece in self._stream(obj, start, end):
+            yield bytes(piece)
+
+    def open(self, ref: ObjectRef) -> DecryptingReader:
+        """A read-only, file-like view of the plaintext.
+
+        Seekable for cse-v1 and for unauthenticated formats (each read fetches only what it needs, and
+        cse-v1 verifies every segment). For objects authenticated only as a whole, the plaintext is
+        verified into memory first (up to the buffer cap), or streamed unverified with
+        ``delayed_authentication`` (then it is not seekable).
+        """
+        obj = self._open(ref)
+        return DecryptingReader(self, obj)
+
+    def download_file(
+        self, ref: ObjectRef, path: str | os.PathLike[str], *, callback: Callback | None = None
+    ) -> HeadResult:
+        """Decrypt an object into a local file, atomically.
+
+        The plaintext goes to a temporary file beside ``path``, which is renamed into place only after the
+        whole object verified. On any failure, no file (and no partial file) is left at ``path``.
+        """
+        obj = self._open(ref)
+        target = Path(path)
+        directory = target.parent if str(target.parent) else Path(".")
+        try:
+            fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".cse-partial", dir=directory)
+        except OSError as exc:
+            raise ConfigurationError(f"cannot write into {directory}: {exc.strerror or exc}") from None
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                for piece in self._stream(obj, 0, obj.size - 1):
+                    fh.write(piece)
+                    if callback is not None:
+                        callback(len(piece))
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, target)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+        return HeadResult(obj.store.url(obj.key), obj.size, obj.info.size, obj.info.etag, obj.envelope,
+                          dict(obj.info.metadata))
+
+    # ------------------------------------------------------------------------------------------ the rest
+
+    def delete(self, ref: ObjectRef) -> None:
+        """Delete an object (absent objects are not an error)."""
+        store, key = self.resolve(ref)
+        store.delete(key)
+
+    def list(self, ref: ObjectRef) -> Iterator[ObjectInfo]:
+        """The objects under a URL prefix, as the store lists them (stored sizes)."""
+        store, prefix = self.resolve(ref)
+        return store.list(prefix)
+
+    def rewrap(self, ref: ObjectRef, *, to_keys: Sequence[KeyProvider | str], dst: ObjectRef | None = None) -> HeadResult:
+        """Re-wrap an object's content key for ``to_keys`` without touching its ciphertext.
+
+        The new metadata is written by a server-side copy with metadata replace (onto ``dst``, or in place).
+        After it, the old key is no longer needed to read the object.
+        """
+        obj = self._open(ref)
+        fmt = self._detect(obj.info.metadata, obj.store.url(obj.key))
+        providers = [self._provider(k) for k in to_keys]
+        if not providers:
+            raise ConfigurationError("rewrap needs at least one new key")
+        if len(providers) > 1 and fmt.name != "cse-v1":
+            raise ConfigurationError(f"the {fmt.name} format records one wrapped key; give one new key")
+        wrapped: list[WrappedKey] = []
+        for provider in providers:
+            request = KeyRequest(
+                wrap_algorithm=fmt.choose_wrap_algorithm(provider),
+                content_algorithm=obj.envelope.content_algorithm,
+                encryption_context=obj.envelope.encryption_context,
+                material_description=provider.material_description,
+            )
+            iv = obj.material.iv if fmt.wraps_iv else None
+            wrapped.append(
+                WrappedKey(
+                    wrap_algorithm=request.wrap_algorithm,
+                    ciphertext=provider.wrap(obj.material.key, request),
+                    wrapped_iv=provider.wrap(iv, request) if iv is not None else None,
+                    key_id=provider.key_id,
+                    provider=provider.scheme,
+                    material_description=dict(provider.material_description),
+                )
+            )
+        envelope = obj.envelope.model_copy(update={"wrapped_keys": tuple(wrapped)})
+        metadata = {k: v for k, v in obj.info.metadata.items() if not fmt.detect({k: v})}
+        metadata.update(fmt.encode(envelope))
+        dst_store, dst_key = self.resolve(dst) if dst is not None else (obj.store, obj.key)
+        if dst_store is not obj.store:
+            raise ConfigurationError("rewrap copies within one store; use copy() to move between stores")
+        info = obj.store.copy(obj.key, dst_key, metadata)
+        return HeadResult(obj.store.url(dst_key), obj.size, info.size, info.etag, envelope, metadata)
+
+    def copy(
+        self,
+        src: ObjectRef,
+        dst: ObjectRef,
+        *,
+        to_keys: Sequence[KeyProvider | str] | None = None,
+        format: str | None = None,  # noqa: A002
+        callback: Callback | None = None,
+    ) -> PutResult | HeadResult:
+        """Copy an encrypted object.
+
+        Within one store and format, the ciphertext is copied server-side (re-wrapped for ``to_keys`` if
+        given). Otherwise the object is decrypted, verified and re-encrypted in the destination's format:
+        for objects authenticated only as a whole, the destination upload completes only after the
+        source's tag verified, so an altered source never lands.
+        """
+        src_store, src_key = self.resolve(src)
+        dst_store, dst_key = self.resolve(dst)
+        same_format = format is None or format == self.head((src_store, src_key)).envelope.format
+        if src_store is dst_store and same_format:
+            if to_keys:
+                return self.rewrap((src_store, src_key), to_keys=to_keys, dst=(dst_store, dst_key))
+            self.head((src_store, src_key))  # refuse to copy what we cannot read
+            info = src_store.copy(src_key, dst_key)
+            head = self.head((dst_store, dst_key))
+            return HeadResult(head.url, head.size, info.size, info.etag, head.envelope, head.metadata)
+        obj = self._open((src_store, src_key))
+        writer = self if not to_keys else EncryptionClient(
+            [*to_keys], format=self.format, encryption_context=self.encryption_context, config=self.config
+        )
+        stream = _IterReader(self._stream(obj, 0, obj.size - 1))
+        return writer.put(
+            (dst_store, dst_key), stream, format=format, content_length=obj.size,
+            encryption_context=obj.envelope.encryption_context, callback=callback,
+        )
+
+    def close(self) -> None:
+        """Close the stores this client opened."""
+        with self._lock:
+            stores, self._stores = list(self._stores.values()), {}
+        for store in stores:
+            store.close()
+
+    def __enter__(self) -> EncryptionClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _describe_wrapped(wrapped: WrappedKey) -> str:
+    parts = [wrapped.wrap_algorithm]
+    if wrapped.provider:
+        parts.append(f"provider {wrapped.provider}")
+    if wrapped.key_id:
+        parts.append(f"key id {wrapped.key_id}")
+    if wrapped.material_description:
+        parts.append(f"material description {wrapped.material_description}")
+    return ", ".join(parts)
+
+
+def _readinto(body: BinaryIO, view: memoryview) -> int:
+    readinto = getattr(body, "readinto", None)
+    if readinto is not None:
+        got = 0
+        while got < len(view):
+            n = readinto(view[got:])
+            if not n:
+                break
+            got += n
+        return got
+    data = body.read(len(view))
+    view[: len(data)] = data
+    return len(data)
+
+
+class _IterReader(io.RawIOBase):
+    """A read-only raw stream over an iterator of byte chunks."""
+
+    def __init__(self, chunks: Iterator[memoryview]) -> None:
+        self._chunks = chunks
+        self._pending = memoryview(b"")
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        view = memoryview(buffer).cast("B")
+        while not self._pending:
+            try:
+                self._pending = next(self._chunks)
+            except StopIteration:
+                return 0
+        n = min(len(view), len(self._pending))
+        view[:n] = self._pending[:n]
+        self._pending = self._pending[n:]
+        return n
+
+
+class DecryptingReader(io.RawIOBase):
+    """File-like access to an object's plaintext, from :meth:`EncryptionClient.open`."""
+
+    def __init__(self, client: EncryptionClient, obj: _Decrypted) -> None:
+        super().__init__()
+        self._client = client
+        self._obj = obj
+        self._pos = 0
+        self._stream: Iterator[memoryview] | None = None
+        self._pending = memoryview(b"")
+        self._buffer: io.BytesIO | None = None
+        auth = obj.codec.authentication
+        self._seekable = auth != "object" or not client.delayed_authentication
+        if auth == "object" and not client.delayed_authentication:
+            client._check_buffer_cap(obj)
+            buf = io.BytesIO()
+            for piece in client._stream(obj, 0, obj.size - 1):
+                buf.write(piece)
+            buf.seek(0)
+            self._buffer = buf
+
+    @property
+    def size(self) -> int:
+        """The plaintext size in bytes."""
+        return self._obj.size
+
+    @property
+    def envelope(self) -> Envelope:
+        """The object's envelope."""
+        return self._obj.envelope
+
+    def readable(self) -> bool:
+        """Always true."""
+        return True
+
+    def seekable(self) -> bool:
+        """True unless streaming a whole-object-authenticated object with delayed authentication."""
+        return self._seekable
+
+    def tell(self) -> int:
+        """The current plaintext position."""
+        return self._buffer.tell() if self._buffer is not None else self._pos
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        """Move to a plaintext position; the next read fetches from there."""
+        if not self._seekable:
+            raise io.UnsupportedOperation("this stream is not seekable (delayed authentication)")
+        if self._buffer is not None:
+            return self._buffer.seek(offset, whence)
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self._obj.size}[whence]
+        new = base + offset
+        if new < 0:
+            raise ValueError("negative seek position")
+        if new != self._pos:
+            self._pos = new
+            self._stream = None
+            self._pending = memoryview(b"")
+        return self._pos
+
+    def readinto(self, buffer: Any) -> int:
+        """Read plaintext into ``buffer``."""
+        view = memoryview(buffer).cast("B")
+        if self._buffer is not None:
+            return self._buffer.readinto(view)
+        if self._pos >= self._obj.size or not len(view):
+            return 0
+        while not self._pending:
+            if self._stream is None:
+                self._stream = self._client._stream(self._obj, self._pos, self._obj.size - 1)
+            try:
+                self._pending = next(self._stream)
+            except StopIteration:
+                return 0
+        n = min(len(view), len(self._pending))
+        view[:n] = self._pending[:n]
+        self._pending = self._pending[n:]
+        self._pos += n
+        return n
+
+    def read(self, size: int | None = -1) -> bytes:
+        """Read up to ``size`` bytes (all that is left if negative); fewer only at the end."""
+        if size is None or size < 0:
+            size = max(0, self._obj.size - self.tell())
+        out = bytearray(size)
+        view = memoryview(out)
+        got = 0
+        while got < size:
+            n = self.readinto(view[got:])
+            if not n:
+                break
+            got += n
+        del view
+        return bytes(out[:got])
+
+    def readall(self) -> bytes:
+        """Read to the end."""
+        return self.read(-1)
+
+    def close(self) -> None:
+        """Release the stream."""
+        self._stream = None
+        self._buffer = None
+        super().close()

@@ -1,0 +1,64 @@
+"""Transfer settings."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from cse.content import DEFAULT_SEGMENT_SIZE
+from cse.exceptions import ConfigurationError
+
+__all__ = ["TransferConfig"]
+
+MiB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class TransferConfig:
+    """How cse moves bytes: thresholds, part sizes, concurrency and memory caps.
+
+    Worst-case memory of one transfer, beyond the interpreter itself:
+
+    * upload (``put``, ``upload_file``): ``(max_concurrency + 1) * (part_size + segment_size + 64 KiB)``
+      of ciphertext part buffers plus ``chunk_size`` of plaintext; with the defaults,
+      5 * ~9.1 MiB + 1 MiB, about 47 MiB. Objects no larger than ``multipart_threshold`` go in one request
+      and hold the whole ciphertext: at most ``multipart_threshold`` + ``chunk_size``.
+    * download (``download_file``, streaming ``open``, ranged reads): ``2 * chunk_size + segment_size``,
+      about 3 MiB with the defaults, whatever the object's size.
+    * ``get``/``open`` of an object that is authenticated only as a whole (S3 V2/V3) without
+      ``delayed_authentication``: the plaintext is held until its tag verifies, up to
+      ``max_authenticated_buffer`` (64 MiB); larger objects raise
+      :class:`~cse.exceptions.AuthenticatedSizeLimitError`.
+    """
+
+    #: Plaintext size above which uploads go multipart.
+    multipart_threshold: int = 16 * MiB
+    #: Ciphertext bytes per part (all parts but the last). Stores may raise it to fit their part limits.
+    part_size: int = 8 * MiB
+    #: Parts uploaded at once.
+    max_concurrency: int = 4
+    #: Bytes read, encrypted or decrypted per step.
+    chunk_size: int = 1 * MiB
+    #: Largest whole-object-authenticated plaintext held in memory by ``get``/``open``.
+    max_authenticated_buffer: int = 64 * MiB
+    #: cse-v1 plaintext segment size.
+    segment_size: int = DEFAULT_SEGMENT_SIZE
+    #: Attempts per part upload (1 = no retry). A retried part is re-sent with the same ciphertext.
+    part_attempts: int = 3
+
+    def __post_init__(self) -> None:
+        checks = {
+            "multipart_threshold": self.multipart_threshold >= 0,
+            "part_size": self.part_size >= 16 * 1024,
+            "max_concurrency": 1 <= self.max_concurrency <= 64,
+            "chunk_size": self.chunk_size >= 4096,
+            "max_authenticated_buffer": self.max_authenticated_buffer >= 0,
+            "segment_size": 16 <= self.segment_size <= 64 * MiB,
+            "part_attempts": self.part_attempts >= 1,
+        }
+        bad = [name for name, ok in checks.items() if not ok]
+        if bad:
+            raise ConfigurationError(
+                f"invalid TransferConfig value(s): {', '.join(f'{n}={getattr(self, n)!r}' for n in bad)} "
+                "(part_size >= 16 KiB, 1 <= max_concurrency <= 64, chunk_size >= 4 KiB, "
+                "16 <= segment_size <= 64 MiB, part_attempts >= 1)"
+            )
