@@ -12,11 +12,14 @@ import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
+from urllib.parse import quote
 
 import click
 
 if TYPE_CHECKING:
     from cse.client import EncryptionClient, HeadResult
+
+__all__ = ["main"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -169,7 +172,9 @@ def keygen_rsa(
             _fail(f"--passphrase-env {passphrase_env}: the variable is not set", 2)
         passphrase = value.encode()
     cse_rsa.generate_keypair(private_path, public_path, bits=bits, passphrase=passphrase, overwrite=overwrite)
-    uri = f"rsa://{os.path.abspath(private_path)}" + (f"?passphrase-env={passphrase_env}" if passphrase_env else "")
+    uri = f"rsa://{quote(os.path.abspath(private_path))}" + (
+        f"?passphrase-env={quote(passphrase_env)}" if passphrase_env else ""
+    )
     _emit(as_json, {"private": private_path, "public": public_path, "bits": bits, "key_uri": uri},
           f"wrote {private_path} and {public_path} ({bits} bits)\nkey URI: {uri}")
 

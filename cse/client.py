@@ -14,7 +14,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import IO, Any, BinaryIO
 
@@ -291,15 +291,16 @@ class EncryptionClient:
                     material_description=wrapped.material_description,
                     key_id=wrapped.key_id,
                 )
+                codec = codec_for(envelope.content_algorithm)
                 try:
                     key = provider.unwrap(wrapped.ciphertext, request)
-                    iv = provider.unwrap(wrapped.wrapped_iv, request) if wrapped.wrapped_iv else envelope.iv
-                except NoMatchingKeyError:
-                    continue
-                except DecryptionError:
+                    iv = envelope.iv
+                    if wrapped.wrapped_iv:
+                        iv = provider.unwrap(wrapped.wrapped_iv, replace(request, key_length=codec.iv_length))
+                except DecryptionError:  # includes NoMatchingKeyError: try the next key
                     continue
                 material = ContentMaterial(key=key, iv=iv)
-                if len(key) != 32 or not codec_for(envelope.content_algorithm).key_matches(material, envelope):
+                if len(key) != 32 or not codec.key_matches(material, envelope):
                     continue
                 return material
         if not tried:

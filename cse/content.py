@@ -61,6 +61,8 @@ class ContentCodec(ABC):
     """The body layout of one content algorithm."""
 
     algorithm: ClassVar[str] = ""
+    #: Length of the content IV in bytes (0 if the algorithm has none of its own).
+    iv_length: ClassVar[int] = 0
     #: ``"segment"``: every range is verified; ``"object"``: only the whole body; ``"none"``: nothing.
     authentication: ClassVar[Literal["none", "object", "segment"]] = "none"
 
@@ -122,6 +124,7 @@ class GcmCodec(ContentCodec):
 
     algorithm = ContentAlgorithm.AES_GCM
     authentication = "object"
+    iv_length = 12
 
     def new_parameters(self, key: bytes, segment_size: int = DEFAULT_SEGMENT_SIZE) -> dict[str, Any]:
         """A random 12-byte IV and the 128-bit tag length."""
@@ -214,6 +217,7 @@ class CtrCodec(ContentCodec):
 
     algorithm = ContentAlgorithm.AES_CTR
     authentication = "none"
+    iv_length = 16
 
     def new_parameters(self, key: bytes, segment_size: int = DEFAULT_SEGMENT_SIZE) -> dict[str, Any]:
         """16 random bytes with bytes 8..11 zeroed, as the OSS SDKs' counter arithmetic requires."""

@@ -7,6 +7,7 @@ import os
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
+from urllib.parse import quote
 from typing import Any
 
 from cse import registry
@@ -34,7 +35,7 @@ def run_demo(directory: str | os.PathLike[str] | None = None, echo: Callable[[st
     private.parent.mkdir(exist_ok=True)
     if not private.exists():
         cse_rsa.generate_keypair(private, public, bits=2048)
-    key_uri = f"rsa://{private.resolve()}"
+    key_uri = f"rsa://{quote(str(private.resolve()))}"
     say(f"1. key pair      {private} (key URI {key_uri})")
 
     plain = root / "plain" / "sample.bin"

@@ -36,7 +36,8 @@ class KeyRequest:
     material_description: Mapping[str, str] = field(default_factory=dict)
     #: The key id recorded with the wrapped key, when unwrapping (``None`` when wrapping).
     key_id: str | None = None
-    #: The length of the key to generate, in bytes.
+    #: The length of the secret in bytes: the key to generate, or what an unwrap must yield (32 for a content
+    #: key, the IV's length when an OSS-style format unwraps the IV).
     key_length: int = 32
 
 
@@ -63,6 +64,9 @@ class KeyProvider(ABC):
     scheme: ClassVar[str] = ""
     #: The wrap algorithms this provider implements, most preferred first.
     wrap_algorithms: ClassVar[tuple[str, ...]] = ()
+    #: Those of :attr:`wrap_algorithms` that this provider only unwraps (legacy, read-only); :meth:`wrap`
+    #: refuses them with a :class:`~cse.exceptions.ConfigurationError`, and writers must not choose them.
+    unwrap_only_algorithms: ClassVar[tuple[str, ...]] = ()
 
     @classmethod
     @abstractmethod
@@ -81,7 +85,7 @@ class KeyProvider(ABC):
 
     @property
     def can_encrypt(self) -> bool:
-        """Whether this provider can wrap new keys (a private-only RSA set cannot)."""
+        """Whether this provider can wrap new keys (a provider that holds only decryption material cannot)."""
         return True
 
     def generate_data_key(self, request: KeyRequest) -> DataKey:

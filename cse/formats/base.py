@@ -49,7 +49,7 @@ class Format(ABC):
     def choose_wrap_algorithm(self, provider: KeyProvider) -> str:
         """The first of this format's wrap algorithms that ``provider`` implements."""
         for algorithm in self.wrap_algorithms:
-            if algorithm in provider.wrap_algorithms:
+            if algorithm in provider.wrap_algorithms and algorithm not in provider.unwrap_only_algorithms:
                 return algorithm
         raise ConfigurationError(
             f"the {self.name} format cannot describe a key wrapped by {provider.scheme}:// "

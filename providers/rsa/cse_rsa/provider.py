@@ -1,0 +1,395 @@
+"""The ``rsa`` key provider: local RSA key pairs, selected by material description.
+
+Wrap algorithms (names from :class:`cse.envelope.WrapAlgorithm`):
+
+``RSA-OAEP-SHA256`` (cse-v1)
+    RSA-OAEP with SHA-256 and MGF1-SHA-256; the label is the UTF-8 of the canonical JSON of the request's
+    material description (sorted keys, ``(",", ":")`` separators, ASCII only), so a changed material
+    description does not unwrap.
+``RSA-OAEP-SHA1`` (S3, ``x-amz-w: 22``)
+    RSA-OAEP with SHA-1 and MGF1-SHA-1 over the pseudo-key ``len(key) (1 byte) || key || UTF-8(content
+    algorithm)``, as the Java S3 Encryption Client writes it; unwrapping checks the length byte and that the
+    suffix is the request's content algorithm (``AES/GCM/NoPadding`` for V2, ``115`` for V3).
+``RSA/NONE/PKCS1Padding`` (OSS V2)
+    RSA PKCS#1 v1.5 of the raw secret; the OSS format wraps the key and the IV with one call each. PKCS#1
+    v1.5 is not authenticated: with OpenSSL's implicit rejection a damaged ciphertext decrypts to
+    pseudo-random bytes, so unwrapping accepts only 16- and 32-byte results (and the requested key length)
+    and a damaged key usually, but not always, fails here rather than later.
+``RSA/NONE/OAEPWithSHA-1AndMGF1Padding`` (deprecated OSS ``LocalRsaProvider``)
+    RSA-OAEP (SHA-1, MGF1-SHA-1) of the raw secret. Unwrap only.
+
+Key URI::
+
+    rsa:///ABSOLUTE/PATH/key.pem[?PARAM=VALUE&...]
+
+The path names a PEM file holding a private key (PKCS#1 ``RSA PRIVATE KEY`` or PKCS#8 ``PRIVATE KEY``,
+optionally encrypted) or a public key (PKCS#1 ``RSA PUBLIC KEY`` or ``PUBLIC KEY``). Parameters apply to the
+key file named last before them, so several key files can be given; the first key wraps new objects and
+every key can unwrap the objects its material description (or key id) selects:
+
+``passphrase-env=VAR``
+    the environment variable that holds the passphrase of an encrypted private key;
+``matdesc=JSON``
+    the key's material description, a URL-encoded JSON object of strings (``%7B%22v%22%3A%222%22%7D``);
+``desc=NAME=VALUE``
+    one entry of the material description (repeatable; merged with ``matdesc``);
+``also=/ABSOLUTE/PATH/other.pem``
+    one more key file; the parameters that follow apply to it.
+
+For example, after a rotation (the new key wraps, the old key still unwraps older objects)::
+
+    rsa:///keys/2025.pem?desc=generation=2025&also=/keys/2024.pem&desc=generation=2024&passphrase-env=OLD_PW
+
+Percent-encode ``&``, ``=``, ``+``, ``#`` and ``%`` in values. ``rsa://localhost/ABSOLUTE/PATH`` is accepted
+too; ``rsa://relative/key.pem`` is not (``relative`` would be a host name).
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import os
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import ClassVar
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
+
+from cse.envelope import WrapAlgorithm, WrappedKey
+from cse.exceptions import (
+    ConfigurationError,
+    DecryptionError,
+    KeyMaterialError,
+    KeyProviderError,
+    NoMatchingKeyError,
+)
+from cse.providers import KeyProvider, KeyRequest
+from cse_rsa.keys import RsaKey, canonical_material_description
+
+__all__ = ["RsaKeyProvider"]
+
+_A = WrapAlgorithm
+#: Plaintext lengths a PKCS#1 v1.5 unwrap accepts: an AES-256 key and an AES block (the OSS IV).
+_PKCS1_LENGTHS = frozenset({16, 32})
+_URI_HELP = "rsa:///absolute/path/key.pem (three slashes, then an absolute path)"
+_PARAMS = ("passphrase-env", "matdesc", "desc", "also")
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def _oaep(algorithm: hashes.HashAlgorithm, label: bytes | None = None) -> padding.OAEP:
+    return padding.OAEP(mgf=padding.MGF1(algorithm=algorithm), algorithm=algorithm, label=label)
+
+
+def _max_plaintext(key_bytes: int, algorithm: str) -> int:
+    if algorithm == _A.RSA_PKCS1:
+        return key_bytes - 11
+    if algorithm == _A.RSA_OAEP_SHA256:
+        return key_bytes - 2 * 32 - 2
+    return key_bytes - 2 * 20 - 2  # OAEP with SHA-1
+
+
+def _label(request: KeyRequest) -> bytes:
+    return canonical_material_description(request.material_description).encode("utf-8")
+
+
+def _wrap(public_key: rsa.RSAPublicKey, secret: bytes, request: KeyRequest) -> bytes:
+    algorithm = request.wrap_algorithm
+    if not secret:
+        raise KeyProviderError("nothing to wrap: the secret is empty")
+    message = secret
+    if algorithm == _A.RSA_OAEP_SHA1:
+        if len(secret) > 255:
+            raise KeyProviderError(f"the S3 RSA pseudo-key holds at most 255 key bytes, not {len(secret)}")
+        message = bytes([len(secret)]) + secret + request.content_algorithm.encode("utf-8")
+    limit = _max_plaintext((public_key.key_size + 7) // 8, algorithm)
+    if len(message) > limit:
+        raise KeyProviderError(
+            f"a {public_key.key_size}-bit RSA key wraps at most {limit} bytes with {algorithm}, "
+            f"not {len(message)}"
+        )
+    if algorithm == _A.RSA_PKCS1:
+        return public_key.encrypt(message, padding.PKCS1v15())
+    if algorithm == _A.RSA_OAEP_SHA256:
+        return public_key.encrypt(message, _oaep(hashes.SHA256(), _label(request)))
+    return public_key.encrypt(message, _oaep(hashes.SHA1()))  # noqa: S303 - the S3 format's choice
+
+
+def _unwrap(private_key: rsa.RSAPrivateKey, ciphertext: bytes, request: KeyRequest) -> bytes:
+    """Unwrap with one key; raise ValueError or DecryptionError on any failure."""
+    algorithm = request.wrap_algorithm
+    if len(ciphertext) != (private_key.key_size + 7) // 8:
+        raise DecryptionError()
+    if algorithm == _A.RSA_PKCS1:
+        # OpenSSL's implicit rejection returns pseudo-random bytes for bad padding instead of an error.
+        secret = private_key.decrypt(ciphertext, padding.PKCS1v15())
+        if len(secret) not in _PKCS1_LENGTHS and len(secret) != request.key_length:
+            raise DecryptionError()
+        return secret
+    if algorithm == _A.RSA_OAEP_SHA256:
+        return private_key.decrypt(ciphertext, _oaep(hashes.SHA256(), _label(request)))
+    if algorithm == _A.RSA_OAEP_SHA1_OSS:
+        return private_key.decrypt(ciphertext, _oaep(hashes.SHA1()))  # noqa: S303 - OSS legacy
+    pseudo = private_key.decrypt(ciphertext, _oaep(hashes.SHA1()))  # noqa: S303 - the S3 format's choice
+    length = pseudo[0] if pseudo else 0
+    if length == 0 or 1 + length > len(pseudo):
+        raise DecryptionError()
+    if not hmac.compare_digest(pseudo[1 + length :], request.content_algorithm.encode("utf-8")):
+        raise DecryptionError()
+    return pseudo[1 : 1 + length]
+
+
+# -- key URIs ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class _KeySpec:
+    path: str
+    passphrase_env: str | None = None
+    material_description: dict[str, str] = field(default_factory=dict)
+
+
+def _local_path(raw: str, uri: str, what: str) -> str:
+    path = unquote(raw)
+    if os.name == "nt" and re.match(r"^/[A-Za-z]:[/\\]", path):
+        path = path[1:]
+    if not path:
+        raise ConfigurationError(f"the key URI {uri!r} names no key file; write {_URI_HELP}")
+    if "\x00" in path or not os.path.isabs(path):
+        raise ConfigurationError(
+            f"the key URI {uri!r} gives {what} {path!r}, which is not an absolute path; write {_URI_HELP}"
+        )
+    return path
+
+
+def _parse_uri(uri: str) -> list[_KeySpec]:
+    if not isinstance(uri, str):
+        raise ConfigurationError(f"a key URI is a string, not {type(uri).__name__}")
+    parts = urlsplit(uri)
+    if parts.scheme.lower() != RsaKeyProvider.scheme:
+        raise ConfigurationError(f"{uri!r} is not an rsa key URI; write {_URI_HELP}")
+    if parts.netloc not in ("", "localhost"):
+        raise ConfigurationError(
+            f"the key URI {uri!r} reads {parts.netloc!r} as a host name; rsa key URIs take an absolute path: "
+            f"{_URI_HELP}"
+        )
+    if parts.fragment:
+        raise ConfigurationError(f"the key URI {uri!r} has a '#' fragment; percent-encode '#' as %23")
+    specs = [_KeySpec(_local_path(parts.path, uri, "the key file"))]
+    try:
+        params = parse_qsl(parts.query, keep_blank_values=True, strict_parsing=bool(parts.query))
+    except ValueError:
+        raise ConfigurationError(
+            f"the query of the key URI {uri!r} is malformed; it is NAME=VALUE pairs joined by '&'"
+        ) from None
+    for name, value in params:
+        spec = specs[-1]
+        if name == "also":
+            specs.append(_KeySpec(_local_path(value, uri, "the key file also=")))
+        elif name == "passphrase-env":
+            if not _ENV_NAME.match(value):
+                raise ConfigurationError(
+                    f"passphrase-env={value!r} in the key URI is not an environment variable name"
+                )
+            if spec.passphrase_env is not None:
+                raise ConfigurationError(f"the key URI gives passphrase-env twice for key file {spec.path}")
+            spec.passphrase_env = value
+        elif name == "matdesc":
+            try:
+                parsed = json.loads(value)
+            except ValueError:
+                raise ConfigurationError(
+                    f"matdesc= in the key URI for key file {spec.path} is not JSON; give a URL-encoded JSON "
+                    f"object of strings, such as matdesc=%7B%22v%22%3A%221%22%7D"
+                ) from None
+            if not isinstance(parsed, dict) or not all(
+                isinstance(k, str) and isinstance(v, str) for k, v in parsed.items()
+            ):
+                raise ConfigurationError(
+                    f"matdesc= in the key URI for key file {spec.path} must be a JSON object of strings"
+                )
+            spec.material_description.update(parsed)
+        elif name == "desc":
+            key, sep, val = value.partition("=")
+            if not sep or not key:
+                raise ConfigurationError(
+                    f"desc={value!r} in the key URI for key file {spec.path} is not NAME=VALUE "
+                    f"(percent-encode '=' in the value as %3D)"
+                )
+            spec.material_description[key] = val
+        else:
+            raise ConfigurationError(
+                f"unknown parameter {name!r} in the key URI {uri!r}; rsa key URIs take {', '.join(_PARAMS)}"
+            )
+    return specs
+
+
+# -- the provider -----------------------------------------------------------------------------------------
+
+
+class RsaKeyProvider(KeyProvider):
+    """Wraps content keys with local RSA keys.
+
+    ``keys`` is one :class:`~cse_rsa.RsaKey` or several: the first wraps new objects (its key id and
+    material description are this provider's), and any of them unwraps the objects whose key id or, when
+    the object records none, whose material description selects it. A public-only key wraps but cannot
+    unwrap. Instances are immutable and thread-safe. See the module docstring for the wrap algorithms and
+    the key URI syntax.
+
+    When several keys match an object (same material description, no key id recorded), each is tried in
+    turn. Give keys distinct material descriptions: PKCS#1 v1.5 cannot tell a wrong key from the right one
+    reliably (see the module docstring), so with it a wrong key may, rarely, be taken for the right one.
+    """
+
+    scheme: ClassVar[str] = "rsa"
+    wrap_algorithms: ClassVar[tuple[str, ...]] = (
+        _A.RSA_OAEP_SHA256,
+        _A.RSA_OAEP_SHA1,
+        _A.RSA_PKCS1,
+        _A.RSA_OAEP_SHA1_OSS,
+    )
+    unwrap_only_algorithms: ClassVar[tuple[str, ...]] = (_A.RSA_OAEP_SHA1_OSS,)
+
+    def __init__(self, keys: RsaKey | Iterable[RsaKey]) -> None:
+        """Use ``keys`` (one key or several, the first wraps); raise ConfigurationError if there are none."""
+        chosen = (keys,) if isinstance(keys, RsaKey) else tuple(keys)
+        if not chosen:
+            raise ConfigurationError("an rsa key provider needs at least one RsaKey")
+        for key in chosen:
+            if not isinstance(key, RsaKey):
+                raise ConfigurationError(
+                    f"an rsa key provider takes RsaKey objects, not {type(key).__name__} "
+                    f"(load a PEM file with RsaKey.from_file)"
+                )
+        self._keys: tuple[RsaKey, ...] = chosen
+
+    @classmethod
+    def from_uri(cls, uri: str) -> RsaKeyProvider:
+        """Load the key file(s) a key URI names; see the module docstring for the syntax.
+
+        Raises :class:`~cse.exceptions.ConfigurationError` for a malformed URI (a relative path, an unknown
+        parameter) and :class:`~cse.exceptions.KeyMaterialError` for a missing, unreadable, malformed,
+        locked or too small key.
+        """
+        keys = [
+            RsaKey.from_file(
+                spec.path, passphrase_env=spec.passphrase_env, material_description=spec.material_description
+            )
+            for spec in _parse_uri(uri)
+        ]
+        return cls(keys)
+
+    # -- description -----------------------------------------------------------------------------------
+
+    @property
+    def keys(self) -> tuple[RsaKey, ...]:
+        """The keys, the wrapping key first."""
+        return self._keys
+
+    @property
+    def key_id(self) -> str:
+        """The key id of the wrapping (first) key: ``sha256:`` and 32 hex digits."""
+        return self._keys[0].key_id
+
+    @property
+    def material_description(self) -> Mapping[str, str]:
+        """The material description of the wrapping (first) key."""
+        return self._keys[0].material_description
+
+    def describe(self) -> str:
+        """A one-line, secret-free description: the wrapping key, its file, and how many more keys."""
+        first = self._keys[0]
+        kind = "private" if first.has_private_key else "public-only"
+        where = f" from {first.source}" if first.source else ""
+        more = len(self._keys) - 1
+        also = f", and {more} more key{'s' if more > 1 else ''}" if more else ""
+        return f"rsa:{first.key_id} ({first.bits}-bit {kind} key{where}{also})"
+
+    def __repr__(self) -> str:
+        return f"RsaKeyProvider(keys={list(self._keys)!r})"
+
+    # -- selection -------------------------------------------------------------------------------------
+
+    def _check_algorithm(self, algorithm: str) -> None:
+        if algorithm not in self.wrap_algorithms:
+            raise ConfigurationError(
+                f"the rsa key provider does not implement the wrap algorithm {algorithm!r}; it implements "
+                f"{', '.join(self.wrap_algorithms)}"
+            )
+
+    def _select(self, key_id: str | None, material_description: Mapping[str, str]) -> list[RsaKey]:
+        if key_id is not None:
+            return [key for key in self._keys if key.key_id == key_id]
+        return [key for key in self._keys if key.matches(material_description)]
+
+    def _inventory(self) -> str:
+        return "; ".join(
+            f"{k.key_id} {canonical_material_description(k.material_description)}" for k in self._keys
+        )
+
+    def can_unwrap(self, wrapped: WrappedKey) -> bool:
+        """Whether ``wrapped`` uses one of our wrap algorithms and its key id (else material description)
+        selects one of our keys. A public-only key counts: unwrapping then says the private key is needed."""
+        if not super().can_unwrap(wrapped):
+            return False
+        return bool(self._select(wrapped.key_id, wrapped.material_description))
+
+    # -- wrap and unwrap -------------------------------------------------------------------------------
+
+    def wrap(self, plaintext: bytes, request: KeyRequest) -> bytes:
+        """Wrap ``plaintext`` (a content key or an OSS IV) with the first key and ``request.wrap_algorithm``.
+
+        ``request.material_description`` must be this provider's :attr:`material_description` (the one the
+        format records), else the object could not select its key again: that is a ConfigurationError.
+        """
+        self._check_algorithm(request.wrap_algorithm)
+        if request.wrap_algorithm in self.unwrap_only_algorithms:
+            raise ConfigurationError(
+                f"{request.wrap_algorithm} is the deprecated OSS LocalRsaProvider wrapping; cse unwraps "
+                f"it as read-only legacy but never writes it (write {_A.RSA_PKCS1} for OSS instead)"
+            )
+        key = self._keys[0]
+        if not key.matches(request.material_description):
+            asked = canonical_material_description(request.material_description)
+            own = canonical_material_description(key.material_description)
+            raise ConfigurationError(
+                f"the material description to record, {asked}, is not the one of the wrapping RSA key "
+                f"{key.key_id}, {own}; pass the provider's material_description in the KeyRequest"
+            )
+        return _wrap(key.public_key, bytes(plaintext), request)
+
+    def unwrap(self, ciphertext: bytes, request: KeyRequest) -> bytes:
+        """Unwrap with the key(s) ``request.key_id`` (or else ``request.material_description``) selects.
+
+        Raises :class:`~cse.exceptions.NoMatchingKeyError` if no key is selected,
+        :class:`~cse.exceptions.KeyMaterialError` if the selected keys are public-only, and the opaque
+        :class:`~cse.exceptions.DecryptionError` if none of them opens the ciphertext.
+        """
+        self._check_algorithm(request.wrap_algorithm)
+        selected = self._select(request.key_id, request.material_description)
+        if not selected:
+            asked = (
+                f"key id {request.key_id}"
+                if request.key_id is not None
+                else f"material description {canonical_material_description(request.material_description)}"
+            )
+            raise NoMatchingKeyError(
+                f"no key of this rsa key provider matches the {asked}; the provider has: {self._inventory()}"
+            )
+        private = [key.private_key for key in selected if key.private_key is not None]
+        if not private:
+            raise KeyMaterialError(
+                f"the RSA key {selected[0].key_id}"
+                + (f" ({selected[0].source})" if selected[0].source else "")
+                + " is public-only: it wraps but cannot unwrap; a private key is needed to decrypt, "
+                "so give the private key PEM in the key URI"
+            )
+        data = bytes(ciphertext)
+        for private_key in private:
+            try:
+                return _unwrap(private_key, data, request)
+            except (ValueError, DecryptionError):
+                continue
+        raise DecryptionError()
