@@ -34,7 +34,9 @@ def _envelope(algorithm: str, key: bytes, segment_size: int) -> tuple[Envelope, 
     params = codec.new_parameters(key, segment_size=segment_size)
     iv = params.get("iv")
     env = Envelope(
-        format="bench", content_algorithm=algorithm, wrapped_keys=(WrappedKey(wrap_algorithm="x", ciphertext=b"x"),),
+        format="bench",
+        content_algorithm=algorithm,
+        wrapped_keys=(WrappedKey(wrap_algorithm="x", ciphertext=b"x"),),
         **params,
     )
     return env, ContentMaterial(key=key, iv=iv)
@@ -78,7 +80,11 @@ def bench_ciphers(size: int, repeat: int, segment_size: int) -> list[dict[str, A
     rows = []
     for name, algorithm, raw_mode in [
         ("AES-256-GCM", ContentAlgorithm.AES_GCM, lambda: modes.GCM(b"\x00" * 12)),
-        ("committing AES-256-GCM (S3 V3)", ContentAlgorithm.AES_GCM_COMMITTING, lambda: modes.GCM(b"\x01" * 12)),
+        (
+            "committing AES-256-GCM (S3 V3)",
+            ContentAlgorithm.AES_GCM_COMMITTING,
+            lambda: modes.GCM(b"\x01" * 12),
+        ),
         ("AES-256-CTR", ContentAlgorithm.AES_CTR, lambda: modes.CTR(b"\x00" * 16)),
         ("cse-v1 segmented GCM", ContentAlgorithm.CSE_V1, lambda: modes.GCM(b"\x00" * 12)),
     ]:
@@ -95,10 +101,16 @@ def bench_ciphers(size: int, repeat: int, segment_size: int) -> list[dict[str, A
         assert bytes(scratch[:64]) == bytes(plaintext[:64])
         for direction, cse_t, raw_t in (("encrypt", enc_cse, enc_raw), ("decrypt", dec_cse, dec_raw)):
             c, r = statistics.median(cse_t), statistics.median(raw_t)
-            rows.append({
-                "cipher": name, "direction": direction, "bytes": size,
-                "cse_mib_s": size / MiB / c, "raw_mib_s": size / MiB / r, "ratio": r / c,
-            })
+            rows.append(
+                {
+                    "cipher": name,
+                    "direction": direction,
+                    "bytes": size,
+                    "cse_mib_s": size / MiB / c,
+                    "raw_mib_s": size / MiB / r,
+                    "ratio": r / c,
+                }
+            )
     return rows
 
 
@@ -131,7 +143,10 @@ def main() -> None:
     rows = bench_ciphers(size, args.repeat, args.segment_size)
     print(f"{'cipher':<32} {'dir':<8} {'cse MiB/s':>10} {'raw MiB/s':>10} {'ratio':>6}")
     for r in rows:
-        print(f"{r['cipher']:<32} {r['direction']:<8} {r['cse_mib_s']:>10.0f} {r['raw_mib_s']:>10.0f} {r['ratio']:>6.2f}")
+        print(
+            f"{r['cipher']:<32} {r['direction']:<8} {r['cse_mib_s']:>10.0f} "
+            f"{r['raw_mib_s']:>10.0f} {r['ratio']:>6.2f}"
+        )
     segs = bench_segment_sizes(min(size, 128 * MiB), args.repeat)
     print("\ncse-v1 segment size sweep (encrypt, ratio to raw AES-GCM update_into):")
     for r in segs:

@@ -44,7 +44,14 @@ _EXPORTS = {
 __all__ = sorted([*_EXPORTS, "__version__"])
 
 if TYPE_CHECKING:
-    from cse.client import DecryptingReader, EncryptionClient, HeadResult, PutResult, detect_format, head_object
+    from cse.client import (
+        DecryptingReader,
+        EncryptionClient,
+        HeadResult,
+        PutResult,
+        detect_format,
+        head_object,
+    )
     from cse.config import TransferConfig
     from cse.envelope import ContentAlgorithm, Envelope, WrapAlgorithm, WrappedKey
     from cse.exceptions import (

@@ -211,7 +211,8 @@ def decrypt_gcm(key: bytes, iv: bytes, body: bytes, aad: bytes = b"") -> bytes:
 def derive_committing_keys(data_key: bytes, message_id: bytes) -> tuple[bytes, bytes]:
     """Derive the S3 "V3" (suite 0x0073) data encryption key and 28-byte commitment.
 
-    ``PRK = HMAC-SHA512(key=message_id, msg=data_key)``; the DEK is ``HKDF-Expand(PRK, 0x0073 "DERIVEKEY", 32)``
+    ``PRK = HMAC-SHA512(key=message_id, msg=data_key)``; the DEK is
+    ``HKDF-Expand(PRK, 0x0073 "DERIVEKEY", 32)``
     and the commitment ``HKDF-Expand(PRK, 0x0073 "COMMITKEY", 28)``.
     """
     _check_key(data_key)
@@ -310,14 +311,14 @@ def aes_ctr(key: bytes, iv: bytes, data: bytes, offset: int = 0) -> bytes:
 
 
 def derive_segment_keys(content_key: bytes, salt: bytes) -> tuple[bytes, bytes]:
-    """Derive the cse-v1 segment key and 32-byte key commitment from the content key and salt (HKDF-SHA256)."""
+    """Derive the cse-v1 segment key and 32-byte key commitment (HKDF-SHA256 of the content key, salted)."""
     _check_key(content_key)
     if len(salt) != SEGMENT_SALT_LENGTH:
         raise ValueError(f"the cse-v1 salt is {SEGMENT_SALT_LENGTH} bytes; got {len(salt)} bytes")
     key = HKDF(hashes.SHA256(), KEY_LENGTH, salt=salt, info=_SEGMENT_KEY_INFO).derive(content_key)
-    commitment = HKDF(hashes.SHA256(), SEGMENT_COMMITMENT_LENGTH, salt=salt, info=_SEGMENT_COMMIT_INFO).derive(
-        content_key
-    )
+    commitment = HKDF(
+        hashes.SHA256(), SEGMENT_COMMITMENT_LENGTH, salt=salt, info=_SEGMENT_COMMIT_INFO
+    ).derive(content_key)
     return key, commitment
 
 
@@ -347,7 +348,9 @@ def segmented_plaintext_length(ciphertext_length: int, segment_size: int) -> int
 
 
 class _Segmented:
-    def __init__(self, content_key: bytes, salt: bytes, nonce_prefix: bytes, segment_size: int, aad: bytes) -> None:
+    def __init__(
+        self, content_key: bytes, salt: bytes, nonce_prefix: bytes, segment_size: int, aad: bytes
+    ) -> None:
         if len(nonce_prefix) != SEGMENT_NONCE_PREFIX_LENGTH:
             raise ValueError(f"the cse-v1 nonce prefix is {SEGMENT_NONCE_PREFIX_LENGTH} bytes")
         if segment_size < 1:
@@ -518,7 +521,12 @@ class SegmentedDecryptor(_Segmented):
 
 
 def encrypt_segmented(
-    content_key: bytes, salt: bytes, nonce_prefix: bytes, segment_size: int, plaintext: bytes, aad: bytes = b""
+    content_key: bytes,
+    salt: bytes,
+    nonce_prefix: bytes,
+    segment_size: int,
+    plaintext: bytes,
+    aad: bytes = b"",
 ) -> tuple[bytes, bytes]:
     """Encrypt a whole cse-v1 body; return ``(body, commitment)``."""
     enc = SegmentedEncryptor(content_key, salt, nonce_prefix, segment_size, aad)

@@ -75,7 +75,8 @@ def _progress(total: int | None, label: str, enabled: bool) -> Iterator[Callable
     if not enabled or not sys.stderr.isatty() or (total is not None and total < _PROGRESS_MIN):
         yield None
         return
-    with click.progressbar(length=total, label=label, file=sys.stderr, show_eta=True, show_percent=True) as bar:
+    bar: Any = click.progressbar(length=total, label=label, file=sys.stderr, show_eta=True, show_percent=True)
+    with bar:
         yield bar.update
 
 
@@ -119,18 +120,31 @@ def _human_head(d: dict[str, Any]) -> str:
     if d["encryption_context"]:
         lines.append(f"encryption context: {json.dumps(d['encryption_context'], ensure_ascii=False)}")
     for i, k in enumerate(d["keys"]):
-        extra = f", material description {json.dumps(k['material_description'])}" if k["material_description"] else ""
-        lines.append(f"key {i}:              {k['wrap_algorithm']} via {k['provider']} id {k['key_id']}{extra}")
+        extra = (
+            f", material description {json.dumps(k['material_description'])}"
+            if k["material_description"]
+            else ""
+        )
+        lines.append(
+            f"key {i}:              {k['wrap_algorithm']} via {k['provider']} id {k['key_id']}{extra}"
+        )
     return "\n".join(lines)
 
 
 key_option = click.option(
-    "--key", "keys", multiple=True, metavar="KEY_URI",
+    "--key",
+    "keys",
+    multiple=True,
+    metavar="KEY_URI",
     help="Key URI (rsa:///path/key.pem ...). Repeat to allow several keys to decrypt.",
 )
 json_option = click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
-progress_option = click.option("--progress/--no-progress", default=True, help="Progress bar on long transfers.")
-format_option = click.option("--format", "fmt", metavar="NAME", help="Format to write (default: the store's).")
+progress_option = click.option(
+    "--progress/--no-progress", default=True, help="Progress bar on long transfers."
+)
+format_option = click.option(
+    "--format", "fmt", metavar="NAME", help="Format to write (default: the store's)."
+)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -149,7 +163,9 @@ def keygen() -> None:
 
 
 @keygen.command("rsa")
-@click.option("--private", "private_path", required=True, type=click.Path(dir_okay=False), help="Private PEM.")
+@click.option(
+    "--private", "private_path", required=True, type=click.Path(dir_okay=False), help="Private PEM."
+)
 @click.option("--public", "public_path", required=True, type=click.Path(dir_okay=False), help="Public PEM.")
 @click.option("--bits", default=3072, show_default=True, type=click.IntRange(2048, 8192))
 @click.option("--passphrase-env", metavar="VAR", help="Encrypt the private key with the passphrase in $VAR.")
@@ -175,8 +191,11 @@ def keygen_rsa(
     uri = f"rsa://{quote(os.path.abspath(private_path))}" + (
         f"?passphrase-env={quote(passphrase_env)}" if passphrase_env else ""
     )
-    _emit(as_json, {"private": private_path, "public": public_path, "bits": bits, "key_uri": uri},
-          f"wrote {private_path} and {public_path} ({bits} bits)\nkey URI: {uri}")
+    _emit(
+        as_json,
+        {"private": private_path, "public": public_path, "bits": bits, "key_uri": uri},
+        f"wrote {private_path} and {public_path} ({bits} bits)\nkey URI: {uri}",
+    )
 
 
 @main.command()
@@ -188,8 +207,15 @@ def keygen_rsa(
 @json_option
 @progress_option
 @_handle_errors
-def put(local: str, url: str, keys: tuple[str, ...], context: tuple[str, ...], fmt: str | None, as_json: bool,
-        progress: bool) -> None:
+def put(
+    local: str,
+    url: str,
+    keys: tuple[str, ...],
+    context: tuple[str, ...],
+    fmt: str | None,
+    as_json: bool,
+    progress: bool,
+) -> None:
     """Encrypt LOCAL (a file, or - for stdin) and store it at URL."""
     client = _client(keys, format=fmt)
     ctx = _parse_context(context)
@@ -200,8 +226,14 @@ def put(local: str, url: str, keys: tuple[str, ...], context: tuple[str, ...], f
         size = os.path.getsize(local)
         with _progress(size, "encrypting", progress) as cb:
             result = client.upload_file(local, url, encryption_context=ctx, callback=cb)
-    data = {"url": result.url, "size": result.size, "stored_size": result.stored_size, "etag": result.etag,
-            "format": result.envelope.format, "parts": result.parts}
+    data = {
+        "url": result.url,
+        "size": result.size,
+        "stored_size": result.stored_size,
+        "etag": result.etag,
+        "format": result.envelope.format,
+        "parts": result.parts,
+    }
     _emit(as_json, data, f"{result.url}: {result.size} bytes encrypted as {result.envelope.format}")
 
 
@@ -213,8 +245,9 @@ def put(local: str, url: str, keys: tuple[str, ...], context: tuple[str, ...], f
 @json_option
 @progress_option
 @_handle_errors
-def get(url: str, local: str, keys: tuple[str, ...], delayed_authentication: bool, as_json: bool,
-        progress: bool) -> None:
+def get(
+    url: str, local: str, keys: tuple[str, ...], delayed_authentication: bool, as_json: bool, progress: bool
+) -> None:
     """Decrypt URL into LOCAL. The file appears only after the whole object verified."""
     client = _client(keys, delayed_authentication=delayed_authentication)
     if local == "-":
@@ -225,8 +258,11 @@ def get(url: str, local: str, keys: tuple[str, ...], delayed_authentication: boo
     size = client.head(url).size
     with _progress(size, "decrypting", progress) as cb:
         head = client.download_file(url, local, callback=cb)
-    _emit(as_json, {"url": head.url, "path": local, "size": head.size, "format": head.envelope.format},
-          f"{local}: {head.size} bytes decrypted and verified ({head.envelope.format})")
+    _emit(
+        as_json,
+        {"url": head.url, "path": local, "size": head.size, "format": head.envelope.format},
+        f"{local}: {head.size} bytes decrypted and verified ({head.envelope.format})",
+    )
 
 
 @main.command()
@@ -234,14 +270,25 @@ def get(url: str, local: str, keys: tuple[str, ...], delayed_authentication: boo
 @key_option
 @click.option("--range", "byte_range", metavar="A-B|A-|-N", help="Byte range of the plaintext (HTTP rules).")
 @click.option("--delayed-authentication", is_flag=True, help="Stream before the whole-object tag is checked.")
-@click.option("--allow-unauthenticated-ranges", is_flag=True,
-              help="Allow unverified ranged reads of objects authenticated only as a whole.")
+@click.option(
+    "--allow-unauthenticated-ranges",
+    is_flag=True,
+    help="Allow unverified ranged reads of objects authenticated only as a whole.",
+)
 @_handle_errors
-def cat(url: str, keys: tuple[str, ...], byte_range: str | None, delayed_authentication: bool,
-        allow_unauthenticated_ranges: bool) -> None:
+def cat(
+    url: str,
+    keys: tuple[str, ...],
+    byte_range: str | None,
+    delayed_authentication: bool,
+    allow_unauthenticated_ranges: bool,
+) -> None:
     """Decrypt URL (or a byte range of it) to stdout."""
-    client = _client(keys, delayed_authentication=delayed_authentication,
-                     allow_unauthenticated_ranges=allow_unauthenticated_ranges)
+    client = _client(
+        keys,
+        delayed_authentication=delayed_authentication,
+        allow_unauthenticated_ranges=allow_unauthenticated_ranges,
+    )
     out = sys.stdout.buffer
     for chunk in client.iter_chunks(url, range=byte_range):
         out.write(chunk)
@@ -258,8 +305,13 @@ def ls(url: str, as_json: bool) -> None:
 
     store, prefix = registry.open_store(url)
     rows = [
-        {"url": store.url(info.key), "key": info.key, "stored_size": info.size, "etag": info.etag,
-         "last_modified": info.last_modified.isoformat() if info.last_modified else None}
+        {
+            "url": store.url(info.key),
+            "key": info.key,
+            "stored_size": info.size,
+            "etag": info.etag,
+            "last_modified": info.last_modified.isoformat() if info.last_modified else None,
+        }
         for info in store.list(prefix)
     ]
     if as_json:
@@ -306,8 +358,15 @@ def rm(url: str, as_json: bool) -> None:
 @json_option
 @progress_option
 @_handle_errors
-def cp(src: str, dst: str, keys: tuple[str, ...], to_keys: tuple[str, ...], fmt: str | None, as_json: bool,
-       progress: bool) -> None:
+def cp(
+    src: str,
+    dst: str,
+    keys: tuple[str, ...],
+    to_keys: tuple[str, ...],
+    fmt: str | None,
+    as_json: bool,
+    progress: bool,
+) -> None:
     """Copy an encrypted object; re-wrap with --to-key, or convert with --format."""
     client = _client(keys)
     size = client.head(src).size

@@ -25,7 +25,6 @@ from cse.envelope import Envelope, WrappedKey
 from cse.exceptions import (
     AuthenticatedSizeLimitError,
     ConfigurationError,
-    CseError,
     DecryptionError,
     EncryptionError,
     MetadataError,
@@ -38,7 +37,15 @@ from cse.providers import KeyProvider, KeyRequest
 from cse.ranges import ByteRange, parse_range, resolve_range
 from cse.stores.base import ObjectInfo, PartInfo, Store
 
-__all__ = ["DecryptingReader", "EncryptionClient", "HeadResult", "ObjectRef", "PutResult", "detect_format", "head_object"]
+__all__ = [
+    "DecryptingReader",
+    "EncryptionClient",
+    "HeadResult",
+    "ObjectRef",
+    "PutResult",
+    "detect_format",
+    "head_object",
+]
 
 ObjectRef = str | tuple[Store, str]
 """An object: a URL, or a ``(store, key)`` pair."""
@@ -164,7 +171,9 @@ class _Decrypted:
         self.size = self.codec.plaintext_length(envelope, info.size)
 
 
-def detect_format(metadata: Mapping[str, str], where: str = "the object", *, allow_legacy: bool = False) -> Format:
+def detect_format(
+    metadata: Mapping[str, str], where: str = "the object", *, allow_legacy: bool = False
+) -> Format:
     """The one installed format whose metadata ``metadata`` carries.
 
     Raises :class:`~cse.exceptions.MetadataError` if none or several match, and
@@ -179,7 +188,8 @@ def detect_format(metadata: Mapping[str, str], where: str = "the object", *, all
         )
     if len(found) > 1:
         raise MetadataError(
-            f"{where} carries metadata of several formats ({', '.join(f.name for f in found)}); refusing to guess"
+            f"{where} carries metadata of several formats ({', '.join(f.name for f in found)}); "
+            "refusing to guess"
         )
     fmt = found[0]
     if fmt.legacy and not allow_legacy:
@@ -220,7 +230,7 @@ class EncryptionClient:
         keys: KeyProvider | str | Sequence[KeyProvider | str],
         *,
         wrap_keys: Sequence[KeyProvider | str] | None = None,
-        format: str | None = None,  # noqa: A002 - the name users know
+        format: str | None = None,
         encryption_context: Mapping[str, str] | None = None,
         config: TransferConfig | None = None,
         delayed_authentication: bool = False,
@@ -265,7 +275,9 @@ class EncryptionClient:
     def _format(self, store: Store, name: str | None) -> Format:
         fmt = registry.get_format(name or self.format or store.default_format)
         if not fmt.writable:
-            raise ConfigurationError(f"the {fmt.name} format is read-only (legacy); write cse-v1 or the store's")
+            raise ConfigurationError(
+                f"the {fmt.name} format is read-only (legacy); write cse-v1 or the store's"
+            )
         return fmt
 
     def _detect(self, metadata: Mapping[str, str], where: str) -> Format:
@@ -306,7 +318,9 @@ class EncryptionClient:
         if not tried:
             asked = "; ".join(_describe_wrapped(w) for w in envelope.wrapped_keys)
             have = ", ".join(p.describe() for p in self.keys)
-            raise NoMatchingKeyError(f"no configured key can unwrap this object: it asks for {asked}; given {have}")
+            raise NoMatchingKeyError(
+                f"no configured key can unwrap this object: it asks for {asked}; given {have}"
+            )
         raise DecryptionError()
 
     def _open(self, ref: ObjectRef) -> _Decrypted:
@@ -318,7 +332,9 @@ class EncryptionClient:
         self, fmt: Format, context: Mapping[str, str], plaintext_length: int | None
     ) -> tuple[Envelope, ContentMaterial]:
         if len(self.wrap_keys) > 1 and fmt.name != "cse-v1":
-            raise ConfigurationError(f"the {fmt.name} format records one wrapped key; give one key, or use cse-v1")
+            raise ConfigurationError(
+                f"the {fmt.name} format records one wrapped key; give one key, or use cse-v1"
+            )
         codec = codec_for(fmt.content_algorithm)
         wrapped: list[WrappedKey] = []
         cek: bytes | None = None
@@ -326,7 +342,9 @@ class EncryptionClient:
         iv: bytes | None = None
         for provider in self.wrap_keys:
             if not provider.can_encrypt:
-                raise ConfigurationError(f"the key {provider.describe()} can only decrypt; give a key that can encrypt")
+                raise ConfigurationError(
+                    f"the key {provider.describe()} can only decrypt; give a key that can encrypt"
+                )
             request = KeyRequest(
                 wrap_algorithm=fmt.choose_wrap_algorithm(provider),
                 content_algorithm=fmt.content_algorithm,
@@ -375,7 +393,7 @@ class EncryptionClient:
         body: Body,
         *,
         encryption_context: Mapping[str, str] | None = None,
-        format: str | None = None,  # noqa: A002
+        format: str | None = None,
         content_length: int | None = None,
         callback: Callback | None = None,
     ) -> PutResult:
@@ -405,8 +423,12 @@ class EncryptionClient:
         head = bytearray(threshold + 1 if length is None else 0)
         n = source.readinto(memoryview(head)) if length is None else 0
         if length is None and n <= threshold:
-            return self._put_single(store, key, fmt, envelope, encryptor, _Source(memoryview(head)[:n]), n, callback)
-        return self._put_multipart(store, key, fmt, envelope, encryptor, source, memoryview(head)[:n], callback)
+            return self._put_single(
+                store, key, fmt, envelope, encryptor, _Source(memoryview(head)[:n]), n, callback
+            )
+        return self._put_multipart(
+            store, key, fmt, envelope, encryptor, source, memoryview(head)[:n], callback
+        )
 
     def _put_single(
         self,
@@ -482,8 +504,11 @@ class EncryptionClient:
         def collect(block: bool) -> None:
             if not pending:
                 return
-            finished, _ = wait(list(pending), return_when=FIRST_COMPLETED) if block else (
-                [f for f in pending if f.done()], None)
+            finished, _ = (
+                wait(list(pending), return_when=FIRST_COMPLETED)
+                if block
+                else ([f for f in pending if f.done()], None)
+            )
             for fut in finished:
                 buf = pending.pop(fut)
                 done.append(fut.result())
@@ -539,7 +564,9 @@ class EncryptionClient:
             with contextlib.suppress(Exception):
                 store.abort_multipart(key, upload_id)
             if isinstance(exc, StoreError) and not isinstance(exc, MultipartError):
-                raise MultipartError(f"multipart upload of {store.url(key)} failed and was aborted: {exc}") from exc
+                raise MultipartError(
+                    f"multipart upload of {store.url(key)} failed and was aborted: {exc}"
+                ) from exc
             raise
         return PutResult(store.url(key), info.etag, total_plain, total_cipher, envelope, len(done))
 
@@ -549,7 +576,7 @@ class EncryptionClient:
         ref: ObjectRef,
         *,
         encryption_context: Mapping[str, str] | None = None,
-        format: str | None = None,  # noqa: A002
+        format: str | None = None,
         callback: Callback | None = None,
     ) -> PutResult:
         """Encrypt a local file into the store (multipart above the threshold, bounded memory)."""
@@ -561,7 +588,12 @@ class EncryptionClient:
         with fh:
             size = os.fstat(fh.fileno()).st_size
             return self.put(
-                ref, fh, encryption_context=encryption_context, format=format, content_length=size, callback=callback
+                ref,
+                fh,
+                encryption_context=encryption_context,
+                format=format,
+                content_length=size,
+                callback=callback,
             )
 
     # ------------------------------------------------------------------------------------------------ get
@@ -580,27 +612,37 @@ class EncryptionClient:
         (``download_file``). Yielded views are reused: consume each before asking for the next.
         """
         codec, cfg = obj.codec, self.config
-        whole = start == 0 and end == obj.size - 1 or obj.size == 0
+        whole = (start == 0 and end == obj.size - 1) or obj.size == 0
         if whole:
             ct_start, ct_end, skip, length = 0, obj.info.size - 1, 0, obj.size
             decryptor = codec.decryptor(obj.material, obj.envelope, obj.info.size)
         else:
             plan = codec.plan_range(obj.envelope, obj.info.size, start, end)
-            if not plan.authenticated and codec.authentication != "none" and not self.allow_unauthenticated_ranges:
+            if (
+                not plan.authenticated
+                and codec.authentication != "none"
+                and not self.allow_unauthenticated_ranges
+            ):
                 raise ConfigurationError(
                     f"{obj.store.url(obj.key)} is authenticated only as a whole ({obj.envelope.format}); a "
                     "ranged read of it cannot be verified. Read the whole object, pass "
-                    "allow_unauthenticated_ranges=True (--allow-unauthenticated-ranges), or store it as cse-v1"
+                    "allow_unauthenticated_ranges=True (--allow-unauthenticated-ranges), "
+                    "or store it as cse-v1"
                 )
             ct_start, ct_end, skip, length = plan.ct_start, plan.ct_end, plan.skip, plan.length
             decryptor = codec.range_decryptor(obj.material, obj.envelope, obj.info.size, plan)
         # Two output buffers: the newest piece is held back until the next one (or the final check)
         # is done, so whoever reads the last byte has already seen the verification pass.
-        outs = (bytearray(decryptor.output_size(cfg.chunk_size)), bytearray(decryptor.output_size(cfg.chunk_size)))
+        outs = (
+            bytearray(decryptor.output_size(cfg.chunk_size)),
+            bytearray(decryptor.output_size(cfg.chunk_size)),
+        )
         which = 0
         held: memoryview | None = None
         remaining = length
-        fetched: Any = contextlib.nullcontext(None) if obj.info.size == 0 else obj.store.get(obj.key, ct_start, ct_end)
+        fetched: Any = (
+            contextlib.nullcontext(None) if obj.info.size == 0 else obj.store.get(obj.key, ct_start, ct_end)
+        )
         with fetched as result:
             view = memoryview(bytearray(cfg.chunk_size))
             while result is not None:
@@ -628,7 +670,7 @@ class EncryptionClient:
         if len(tail):
             yield tail
 
-    def get(self, ref: ObjectRef, *, range: ByteRange | str | None = None) -> bytes:  # noqa: A002
+    def get(self, ref: ObjectRef, *, range: ByteRange | str | None = None) -> bytes:
         """Decrypt an object (or a byte range of it) into memory, verified.
 
         Objects authenticated only as a whole (S3 V2/V3) are held until their tag verifies, up to
@@ -648,7 +690,8 @@ class EncryptionClient:
         cap = self.config.max_authenticated_buffer
         if obj.size > cap and not self.delayed_authentication:
             raise AuthenticatedSizeLimitError(
-                f"{obj.store.url(obj.key)} ({obj.size} bytes, format {obj.envelope.format}) is authenticated only "
+                f"{obj.store.url(obj.key)} ({obj.size} bytes, format {obj.envelope.format}) "
+                "is authenticated only "
                 f"as a whole and is larger than the {cap}-byte verification buffer. Use download_file() "
                 "(verifies into a temporary file), or pass delayed_authentication=True to stream unverified "
                 "plaintext that is checked at the end"
@@ -661,7 +704,7 @@ class EncryptionClient:
         parsed = parse_range(byte_range) if isinstance(byte_range, str) else byte_range
         return resolve_range(parsed, obj.size)
 
-    def iter_chunks(self, ref: ObjectRef, *, range: ByteRange | str | None = None) -> Iterator[bytes]:  # noqa: A002
+    def iter_chunks(self, ref: ObjectRef, *, range: ByteRange | str | None = None) -> Iterator[bytes]:
         """Stream decrypted plaintext in chunks.
 
         Every chunk is verified before it is yielded for cse-v1 and for formats without authentication.
@@ -719,8 +762,14 @@ class EncryptionClient:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
             raise
-        return HeadResult(obj.store.url(obj.key), obj.size, obj.info.size, obj.info.etag, obj.envelope,
-                          dict(obj.info.metadata))
+        return HeadResult(
+            obj.store.url(obj.key),
+            obj.size,
+            obj.info.size,
+            obj.info.etag,
+            obj.envelope,
+            dict(obj.info.metadata),
+        )
 
     # ------------------------------------------------------------------------------------------ the rest
 
@@ -734,7 +783,9 @@ class EncryptionClient:
         store, prefix = self.resolve(ref)
         return store.list(prefix)
 
-    def rewrap(self, ref: ObjectRef, *, to_keys: Sequence[KeyProvider | str], dst: ObjectRef | None = None) -> HeadResult:
+    def rewrap(
+        self, ref: ObjectRef, *, to_keys: Sequence[KeyProvider | str], dst: ObjectRef | None = None
+    ) -> HeadResult:
         """Re-wrap an object's content key for ``to_keys`` without touching its ciphertext.
 
         The new metadata is written by a server-side copy with metadata replace (onto ``dst``, or in place).
@@ -781,7 +832,7 @@ class EncryptionClient:
         dst: ObjectRef,
         *,
         to_keys: Sequence[KeyProvider | str] | None = None,
-        format: str | None = None,  # noqa: A002
+        format: str | None = None,
         callback: Callback | None = None,
     ) -> PutResult | HeadResult:
         """Copy an encrypted object.
@@ -802,13 +853,21 @@ class EncryptionClient:
             head = self.head((dst_store, dst_key))
             return HeadResult(head.url, head.size, info.size, info.etag, head.envelope, head.metadata)
         obj = self._open((src_store, src_key))
-        writer = self if not to_keys else EncryptionClient(
-            [*to_keys], format=self.format, encryption_context=self.encryption_context, config=self.config
+        writer = (
+            self
+            if not to_keys
+            else EncryptionClient(
+                [*to_keys], format=self.format, encryption_context=self.encryption_context, config=self.config
+            )
         )
         stream = _IterReader(self._stream(obj, 0, obj.size - 1))
         return writer.put(
-            (dst_store, dst_key), stream, format=format, content_length=obj.size,
-            encryption_context=obj.envelope.encryption_context, callback=callback,
+            (dst_store, dst_key),
+            stream,
+            format=format,
+            content_length=obj.size,
+            encryption_context=obj.envelope.encryption_context,
+            callback=callback,
         )
 
     def close(self) -> None:

@@ -262,8 +262,12 @@ class CtrCodec(ContentCodec):
 
 def segment_aad(envelope: Envelope) -> bytes:
     """The cse-v1 per-segment AAD: SHA-256 over the version, segment size, nonce prefix, salt and context."""
-    assert envelope.segment_size is not None and envelope.nonce_prefix is not None and envelope.salt is not None
-    context = json.dumps(envelope.encryption_context, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    assert (
+        envelope.segment_size is not None and envelope.nonce_prefix is not None and envelope.salt is not None
+    )
+    context = json.dumps(
+        envelope.encryption_context, sort_keys=True, separators=(",", ":"), ensure_ascii=False
+    )
     digest = sha256()
     digest.update(b"cse-v1\x00")
     digest.update(envelope.segment_size.to_bytes(4, "big"))
@@ -332,8 +336,10 @@ class SegmentedCodec(ContentCodec):
         if plaintext_offset % size:
             raise ConfigurationError("cse-v1 parts start at a segment boundary")
         return ciphers.SegmentedEncryptor(
-            *self._args(material, envelope), aad=segment_aad(envelope),
-            first_segment=plaintext_offset // size, final=final,
+            *self._args(material, envelope),
+            aad=segment_aad(envelope),
+            first_segment=plaintext_offset // size,
+            final=final,
         )
 
     def decryptor(
@@ -342,8 +348,10 @@ class SegmentedCodec(ContentCodec):
         """Checks the commitment first; releases only verified segments."""
         assert envelope.commitment is not None
         return ciphers.SegmentedDecryptor(
-            *self._args(material, envelope), commitment=envelope.commitment,
-            last_segment=self._last_segment(envelope, ciphertext_length), aad=segment_aad(envelope),
+            *self._args(material, envelope),
+            commitment=envelope.commitment,
+            last_segment=self._last_segment(envelope, ciphertext_length),
+            aad=segment_aad(envelope),
         )
 
     def plan_range(self, envelope: Envelope, ciphertext_length: int, start: int, end: int) -> RangePlan:
@@ -361,9 +369,12 @@ class SegmentedCodec(ContentCodec):
         assert envelope.commitment is not None
         stride = self._size(envelope) + ciphers.GCM_TAG_LENGTH
         return ciphers.SegmentedDecryptor(
-            *self._args(material, envelope), commitment=envelope.commitment,
-            last_segment=self._last_segment(envelope, ciphertext_length), aad=segment_aad(envelope),
-            first_segment=plan.ct_start // stride, stop_segment=plan.ct_end // stride,
+            *self._args(material, envelope),
+            commitment=envelope.commitment,
+            last_segment=self._last_segment(envelope, ciphertext_length),
+            aad=segment_aad(envelope),
+            first_segment=plan.ct_start // stride,
+            stop_segment=plan.ct_end // stride,
         )
 
 

@@ -7,8 +7,8 @@ import os
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from urllib.parse import quote
 from typing import Any
+from urllib.parse import quote
 
 from cse import registry
 from cse.client import EncryptionClient
@@ -19,7 +19,9 @@ __all__ = ["run_demo"]
 _SIZE = 5 * 1024 * 1024 + 12345
 
 
-def run_demo(directory: str | os.PathLike[str] | None = None, echo: Callable[[str], Any] | None = None) -> dict[str, Any]:
+def run_demo(
+    directory: str | os.PathLike[str] | None = None, echo: Callable[[str], Any] | None = None
+) -> dict[str, Any]:
     """Make an RSA key, encrypt a file into a ``file://`` vault, inspect it, decrypt it and verify it.
 
     Also reads a byte range (authenticated) and shows that a flipped byte is detected. Returns a report;

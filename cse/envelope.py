@@ -56,6 +56,11 @@ def _check_text_map(value: Mapping[str, str], what: str) -> dict[str, str]:
     for k, v in value.items():
         if not isinstance(k, str) or not isinstance(v, str):
             raise ValueError(f"{what} maps strings to strings")
+        if not (k + v).isascii():
+            try:
+                (k + v).encode("utf-8")
+            except UnicodeEncodeError:
+                raise ValueError(f"{what} holds a lone surrogate, which is not Unicode text") from None
         out[k] = v
     return out
 

@@ -71,7 +71,7 @@ class KeyProvider(ABC):
     @classmethod
     @abstractmethod
     def from_uri(cls, uri: str) -> KeyProvider:
-        """Build a provider from its key URI; raise :class:`~cse.exceptions.ConfigurationError` if malformed."""
+        """Build a provider from its key URI; :class:`~cse.exceptions.ConfigurationError` if malformed."""
 
     @property
     @abstractmethod

@@ -9,7 +9,7 @@ from cse.exceptions import ConfigurationError, InvalidRangeError
 __all__ = ["ByteRange", "parse_range"]
 
 ByteRange = tuple[int | None, int | None]
-"""``(first, last)`` inclusive: ``(a, b)`` is ``bytes=a-b``, ``(a, None)`` is ``a-``, ``(None, n)`` is ``-n``."""
+"""``(first, last)`` inclusive: ``(a, b)`` is ``bytes=a-b``, ``(a, None)`` ``a-``, ``(None, n)`` ``-n``."""
 
 _RANGE = re.compile(r"^(?:bytes=)?\s*(\d*)\s*-\s*(\d*)\s*$")
 

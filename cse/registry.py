@@ -89,7 +89,8 @@ def _load(group: str, name: str) -> Any:
     except ImportError as exc:
         dist = ep.dist.name if ep.dist is not None else name
         raise MissingExtraError(
-            f"the {_WHAT[group]} {name!r} could not be imported ({exc}); reinstall {dist} and its dependencies"
+            f"the {_WHAT[group]} {name!r} could not be imported ({exc}); "
+            f"reinstall {dist} and its dependencies"
         ) from exc
     with _lock:
         _loaded[group][name] = obj

@@ -39,7 +39,9 @@ def key_b(key_dir: Path) -> str:
 @pytest.fixture
 def small_config() -> TransferConfig:
     """Small thresholds so that multipart and many segments happen on small objects."""
-    return TransferConfig(multipart_threshold=64 * 1024, part_size=32 * 1024, chunk_size=8192, segment_size=1000)
+    return TransferConfig(
+        multipart_threshold=64 * 1024, part_size=32 * 1024, chunk_size=8192, segment_size=1000
+    )
 
 
 @pytest.fixture

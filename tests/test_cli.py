@@ -49,8 +49,9 @@ def test_help_does_not_import_cloud_sdks() -> None:
 
 def test_full_cli_round_trip(runner: CliRunner, tmp_path: Path) -> None:
     priv, pub = tmp_path / "k.pem", tmp_path / "k.pub.pem"
-    out = json.loads(_ok(runner, "keygen", "rsa", "--private", str(priv), "--public", str(pub), "--bits", "2048",
-                         "--json"))
+    out = json.loads(
+        _ok(runner, "keygen", "rsa", "--private", str(priv), "--public", str(pub), "--bits", "2048", "--json")
+    )
     key = out["key_uri"]
     assert key == f"rsa://{priv}"
     assert oct(priv.stat().st_mode & 0o777) == "0o600"
@@ -58,7 +59,9 @@ def test_full_cli_round_trip(runner: CliRunner, tmp_path: Path) -> None:
     src = tmp_path / "in.bin"
     src.write_bytes(data)
     vault = f"file://{tmp_path}/vault"
-    put = json.loads(_ok(runner, "put", str(src), f"{vault}/a.bin", "--key", key, "--context", "team=x", "--json"))
+    put = json.loads(
+        _ok(runner, "put", str(src), f"{vault}/a.bin", "--key", key, "--context", "team=x", "--json")
+    )
     assert put["size"] == len(data) and put["format"] == "cse-v1"
     head = json.loads(_ok(runner, "head", f"{vault}/a.bin", "--json"))
     assert head["size"] == len(data)

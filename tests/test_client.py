@@ -34,7 +34,9 @@ def _bodies(data: bytes) -> list[object]:
 
 @pytest.mark.parametrize("fmt", FORMATS)
 @pytest.mark.parametrize("size", SIZES)
-def test_round_trip_every_format_and_body_kind(fmt: str, size: int, key_a: str, small_config: TransferConfig) -> None:
+def test_round_trip_every_format_and_body_kind(
+    fmt: str, size: int, key_a: str, small_config: TransferConfig
+) -> None:
     store = MemoryStore()
     client = EncryptionClient(key_a, format=fmt, config=small_config)
     data = os.urandom(size)
@@ -77,11 +79,20 @@ def test_file_store_round_trip_and_download(tmp_path: Path, key_a: str, small_co
 @pytest.mark.parametrize("fmt", ["cse-v1", "test-ctr"])
 @pytest.mark.parametrize(
     ("rng", "expect"),
-    [("0-0", slice(0, 1)), ("999-1000", slice(999, 1001)), ("12345-", slice(12345, None)),
-     ("-100", slice(-100, None)), ("-999999", slice(0, None)), ("29990-99999999", slice(29990, None)),
-     ((5, 17), slice(5, 18)), ((None, 3), slice(-3, None))],
+    [
+        ("0-0", slice(0, 1)),
+        ("999-1000", slice(999, 1001)),
+        ("12345-", slice(12345, None)),
+        ("-100", slice(-100, None)),
+        ("-999999", slice(0, None)),
+        ("29990-99999999", slice(29990, None)),
+        ((5, 17), slice(5, 18)),
+        ((None, 3), slice(-3, None)),
+    ],
 )
-def test_ranges_follow_http_rules(fmt: str, rng: object, expect: slice, key_a: str, small_config: TransferConfig) -> None:
+def test_ranges_follow_http_rules(
+    fmt: str, rng: object, expect: slice, key_a: str, small_config: TransferConfig
+) -> None:
     store = MemoryStore()
     client = EncryptionClient(key_a, format=fmt, config=small_config)
     data = os.urandom(30_000)
@@ -116,7 +127,9 @@ def test_ranged_read_of_whole_object_authenticated_format_needs_opt_in(fmt: str,
 
 
 @pytest.mark.parametrize("fmt", ["test-gcm", "test-committing"])
-def test_large_whole_object_authenticated_get_names_the_ways_out(fmt: str, key_a: str, tmp_path: Path) -> None:
+def test_large_whole_object_authenticated_get_names_the_ways_out(
+    fmt: str, key_a: str, tmp_path: Path
+) -> None:
     store = MemoryStore()
     data = os.urandom(10_000)
     EncryptionClient(key_a, format=fmt).put((store, "k"), data)
@@ -128,7 +141,9 @@ def test_large_whole_object_authenticated_get_names_the_ways_out(fmt: str, key_a
         capped.open((store, "k"))
     capped.download_file((store, "k"), tmp_path / "out")
     assert (tmp_path / "out").read_bytes() == data
-    delayed = EncryptionClient(key_a, config=TransferConfig(max_authenticated_buffer=4096), delayed_authentication=True)
+    delayed = EncryptionClient(
+        key_a, config=TransferConfig(max_authenticated_buffer=4096), delayed_authentication=True
+    )
     assert delayed.get((store, "k")) == data
     reader = delayed.open((store, "k"))
     assert not reader.seekable()

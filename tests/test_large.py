@@ -51,7 +51,10 @@ def test_one_gib_upload_and_download_through_file_store_in_bounded_memory(tmp_pa
     url = f"file://{tmp_path}/vault/big.bin"
     out = tmp_path / "back.bin"
     proc = subprocess.run(
-        [sys.executable, "-c", CHILD, key_a, str(src), url, str(out)], capture_output=True, text=True, check=True
+        [sys.executable, "-c", CHILD, key_a, str(src), url, str(out)],
+        capture_output=True,
+        text=True,
+        check=True,
     )
     report = json.loads(proc.stdout.strip().splitlines()[-1])
     print(f"\n1 GiB file:// round trip: {json.dumps(report)}")

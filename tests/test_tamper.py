@@ -23,7 +23,9 @@ PLAINTEXT = b"attack at dawn; " * 6 + b"tail"  # 100 bytes: several 32-byte segm
 
 
 @pytest.fixture
-def setup(key_a: str, key_b: str) -> tuple[MemoryStore, EncryptionClient, dict[str, Any], dict[str, Any], bytes]:
+def setup(
+    key_a: str, key_b: str
+) -> tuple[MemoryStore, EncryptionClient, dict[str, Any], dict[str, Any], bytes]:
     store = MemoryStore()
     client = EncryptionClient([key_a, key_b], config=TransferConfig(segment_size=32))
     client.put((store, "victim"), PLAINTEXT, encryption_context={"tenant": "alpha"})
@@ -81,7 +83,9 @@ def test_every_body_byte_flipped(setup: Any, tmp_path: Path) -> None:
         lambda b: b"",  # empty
     ],
 )
-def test_truncation_extension_and_reordering(setup: Any, cut: Callable[[bytes], bytes], tmp_path: Path) -> None:
+def test_truncation_extension_and_reordering(
+    setup: Any, cut: Callable[[bytes], bytes], tmp_path: Path
+) -> None:
     store, client, doc, _, body = setup
     _store_doc(store, doc, cut(body))
     _assert_refused(client, store, tmp_path)

@@ -34,8 +34,14 @@ __all__ = ["METADATA_KEY", "NativeFormat"]
 #: The user-metadata key that holds the cse-v1 document.
 METADATA_KEY = "cse-v1"
 _TOP = {
-    "version", "content_algorithm", "segment_size", "salt", "nonce_prefix", "commitment",
-    "encryption_context", "keys",
+    "version",
+    "content_algorithm",
+    "segment_size",
+    "salt",
+    "nonce_prefix",
+    "commitment",
+    "encryption_context",
+    "keys",
 }
 _KEY = {"provider", "wrap_algorithm", "key_id", "ciphertext", "material_description"}
 
@@ -61,7 +67,9 @@ def _unique_names(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 
 
 def _text_map(value: Any, field: str) -> dict[str, str]:
-    if not isinstance(value, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
+    if not isinstance(value, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in value.items()
+    ):
         raise MetadataError(f"cse-v1 metadata field {field!r} must be an object of strings")
     return dict(value)
 
@@ -101,10 +109,13 @@ class NativeFormat(Format):
             raise MetadataError(f"cse-v1 metadata has unknown field(s) {', '.join(map(repr, unknown))}")
         if type(doc["version"]) is not int or doc["version"] != 1:
             raise MetadataError(
-                f"cse-v1 metadata field 'version' is {doc['version']!r}; this cse reads version 1 (upgrade cse)"
+                f"cse-v1 metadata field 'version' is {doc['version']!r}; "
+                "this cse reads version 1 (upgrade cse)"
             )
         if doc["content_algorithm"] != ContentAlgorithm.CSE_V1:
-            raise MetadataError(f"cse-v1 metadata field 'content_algorithm' must be {ContentAlgorithm.CSE_V1!r}")
+            raise MetadataError(
+                f"cse-v1 metadata field 'content_algorithm' must be {ContentAlgorithm.CSE_V1!r}"
+            )
         segment_size = doc["segment_size"]
         if not isinstance(segment_size, int) or isinstance(segment_size, bool):
             raise MetadataError("cse-v1 metadata field 'segment_size' must be an integer")
@@ -129,7 +140,9 @@ class NativeFormat(Format):
                         ciphertext=_unb64(entry["ciphertext"], f"{where}.ciphertext"),
                         key_id=entry["key_id"],
                         provider=entry["provider"],
-                        material_description=_text_map(entry["material_description"], f"{where}.material_description"),
+                        material_description=_text_map(
+                            entry["material_description"], f"{where}.material_description"
+                        ),
                     )
                 )
             except ValidationError as exc:
@@ -151,8 +164,14 @@ class NativeFormat(Format):
     def encode(self, envelope: Envelope) -> dict[str, str]:
         """The ``cse-v1`` field for ``envelope``."""
         if envelope.content_algorithm != ContentAlgorithm.CSE_V1:
-            raise ValueError(f"cse-v1 carries only {ContentAlgorithm.CSE_V1}, not {envelope.content_algorithm}")
-        assert envelope.salt is not None and envelope.nonce_prefix is not None and envelope.commitment is not None
+            raise ValueError(
+                f"cse-v1 carries only {ContentAlgorithm.CSE_V1}, not {envelope.content_algorithm}"
+            )
+        assert (
+            envelope.salt is not None
+            and envelope.nonce_prefix is not None
+            and envelope.commitment is not None
+        )
         keys: list[dict[str, Any]] = []
         for wk in envelope.wrapped_keys:
             if not wk.provider or not wk.key_id:

@@ -10,6 +10,7 @@ Metadata is *user* metadata: lower-case keys without the transport prefix (``x-a
 
 from __future__ import annotations
 
+import builtins
 import io
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping, Sequence
@@ -151,11 +152,11 @@ class Store(ABC):
         """Abandon the upload and free its parts. Aborting an unknown upload is not an error."""
 
     @abstractmethod
-    def list_parts(self, key: str, upload_id: str) -> list[PartInfo]:
+    def list_parts(self, key: str, upload_id: str) -> builtins.list[PartInfo]:
         """The parts uploaded so far, in part-number order."""
 
     @abstractmethod
-    def list_multipart_uploads(self, prefix: str = "") -> list[UploadInfo]:
+    def list_multipart_uploads(self, prefix: str = "") -> builtins.list[UploadInfo]:
         """Unfinished uploads whose key starts with ``prefix``, with the metadata given at creation."""
 
     def read_all(self, key: str) -> bytes:
