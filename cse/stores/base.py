@@ -5,7 +5,11 @@ in :class:`cse.EncryptionClient`. Stores move opaque ciphertext bytes and string
 backend's errors into :mod:`cse.exceptions` with ``raise ... from``.
 
 Metadata is *user* metadata: lower-case keys without the transport prefix (``x-amz-meta-``,
-``x-oss-meta-``), string values.
+``x-oss-meta-``), string values. Stores lower-case keys given to them, as S3 and OSS do.
+
+``GetResult.body`` supports ``read`` and, for speed, ``readinto``. Bad arguments (a part number outside
+1..``max_parts``, a negative range) raise :class:`~cse.exceptions.ConfigurationError` or
+:class:`~cse.exceptions.InvalidRangeError`.
 """
 
 from __future__ import annotations
@@ -145,7 +149,9 @@ class Store(ABC):
 
     @abstractmethod
     def complete_multipart(self, key: str, upload_id: str, parts: Sequence[PartInfo]) -> ObjectInfo:
-        """Assemble ``parts`` (in part-number order) into the object."""
+        """Assemble ``parts`` into the object. Callers pass them in part-number order; every part's ETag must
+        match what was uploaded. An empty or duplicate list raises :class:`~cse.exceptions.StoreError`; a
+        failed complete leaves the upload in place, to be retried or aborted by the caller."""
 
     @abstractmethod
     def abort_multipart(self, key: str, upload_id: str) -> None:
