@@ -22,7 +22,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
-from cse.content import ContentMaterial, codec_for
+from cse.content import DEFAULT_SEGMENT_SIZE, ContentMaterial, codec_for
 from cse.envelope import ContentAlgorithm, Envelope, WrappedKey
 
 MiB = 1024 * 1024
@@ -42,11 +42,11 @@ def _envelope(algorithm: str, key: bytes, segment_size: int) -> tuple[Envelope, 
     return env, ContentMaterial(key=key, iv=iv)
 
 
-def _pump(transform: Any, src: memoryview, dst: memoryview) -> int:
-    out = bytearray(transform.output_size(CHUNK))
+def _pump(transform: Any, src: memoryview, dst: memoryview, chunk: int = CHUNK) -> int:
+    out = bytearray(transform.output_size(chunk))
     written = 0
-    for i in range(0, len(src), CHUNK):
-        n = transform.update_into(src[i : i + CHUNK], out)
+    for i in range(0, len(src), chunk):
+        n = transform.update_into(src[i : i + chunk], out)
         dst[written : written + n] = memoryview(out)[:n]
         written += n
     tail = transform.finalize()
@@ -90,14 +90,18 @@ def bench_ciphers(size: int, repeat: int, segment_size: int) -> list[dict[str, A
     ]:
         env, material = _envelope(algorithm, key, segment_size)
         codec = codec_for(algorithm)
-        ct_len = _pump(codec.encryptor(material, env), plaintext, ciphertext)
+        # The chunk sizes the client uses: whole segments for cse-v1, 1 MiB otherwise.
+        pchunk, cchunk = codec.plaintext_chunk(env, CHUNK), codec.ciphertext_chunk(env, CHUNK)
+        ct_len = _pump(codec.encryptor(material, env), plaintext, ciphertext, pchunk)
         body = ciphertext[:ct_len]
         enc_cse, enc_raw, dec_cse, dec_raw = [], [], [], []
         for _ in range(repeat):
             enc_raw.append(_time(lambda: _raw(raw_mode, plaintext, scratch)))
-            enc_cse.append(_time(lambda: _pump(codec.encryptor(material, env), plaintext, scratch)))
+            enc_cse.append(_time(lambda: _pump(codec.encryptor(material, env), plaintext, scratch, pchunk)))
             dec_raw.append(_time(lambda: _raw(raw_mode, body[:size], scratch)))
-            dec_cse.append(_time(lambda: _pump(codec.decryptor(material, env, ct_len), body, scratch)))
+            dec_cse.append(
+                _time(lambda: _pump(codec.decryptor(material, env, ct_len), body, scratch, cchunk))
+            )
         assert bytes(scratch[:64]) == bytes(plaintext[:64])
         for direction, cse_t, raw_t in (("encrypt", enc_cse, enc_raw), ("decrypt", dec_cse, dec_raw)):
             c, r = statistics.median(cse_t), statistics.median(raw_t)
@@ -125,7 +129,8 @@ def bench_segment_sizes(size: int, repeat: int) -> list[dict[str, Any]]:
         cse_t, raw_t = [], []
         for _ in range(repeat):
             raw_t.append(_time(lambda: _raw(lambda: modes.GCM(b"\x00" * 12), plaintext, scratch)))
-            cse_t.append(_time(lambda: _pump(codec.encryptor(material, env), plaintext, scratch)))
+            chunk = codec.plaintext_chunk(env, CHUNK)
+            cse_t.append(_time(lambda: _pump(codec.encryptor(material, env), plaintext, scratch, chunk)))
         rows.append({"segment_size": seg, "ratio": statistics.median(raw_t) / statistics.median(cse_t)})
     return rows
 
@@ -133,8 +138,8 @@ def bench_segment_sizes(size: int, repeat: int) -> list[dict[str, Any]]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--size-mib", type=int, default=256)
-    parser.add_argument("--repeat", type=int, default=5)
-    parser.add_argument("--segment-size", type=int, default=1024 * 1024)
+    parser.add_argument("--repeat", type=int, default=7)
+    parser.add_argument("--segment-size", type=int, default=DEFAULT_SEGMENT_SIZE)
     parser.add_argument("--json", default="bench-results.json", help="where to write the results")
     args = parser.parse_args()
     size = args.size_mib * MiB

@@ -330,21 +330,17 @@ def segment_nonce(prefix: bytes, index: int, last: bool) -> bytes:
 
 
 def segmented_ciphertext_length(plaintext_length: int, segment_size: int) -> int:
-    """Ciphertext length of a cse-v1 body: one tag per segment, at least one (possibly empty) segment."""
-    segments = max(1, -(-plaintext_length // segment_size))
-    return plaintext_length + GCM_TAG_LENGTH * segments
+    """Ciphertext length of a cse-v1 body: ``L // S`` full segments, then a last one of ``L % S`` bytes
+    (possibly empty), each with a 16-byte tag."""
+    return plaintext_length + GCM_TAG_LENGTH * (plaintext_length // segment_size + 1)
 
 
 def segmented_plaintext_length(ciphertext_length: int, segment_size: int) -> int:
     """Plaintext length of a cse-v1 body; raise :class:`ValueError` if no plaintext has that length."""
-    stride = segment_size + GCM_TAG_LENGTH
-    if ciphertext_length < GCM_TAG_LENGTH:
-        raise ValueError("a cse-v1 body is at least 16 bytes")
-    segments = -(-ciphertext_length // stride)
-    rest = ciphertext_length - (segments - 1) * stride
-    if rest < GCM_TAG_LENGTH or (rest == GCM_TAG_LENGTH and segments > 1):
+    full, rest = divmod(ciphertext_length, segment_size + GCM_TAG_LENGTH)
+    if rest < GCM_TAG_LENGTH:
         raise ValueError(f"{ciphertext_length} bytes is not a valid cse-v1 body length for this segment size")
-    return ciphertext_length - GCM_TAG_LENGTH * segments
+    return ciphertext_length - GCM_TAG_LENGTH * (full + 1)
 
 
 class _Segmented:
@@ -366,9 +362,10 @@ class SegmentedEncryptor(_Segmented):
     """cse-v1 segmented, key-committing AES-256-GCM encryptor (STREAM construction).
 
     Plaintext is cut into ``segment_size`` segments; each is sealed under the nonce
-    ``prefix || index || last`` with ``aad``. One segment is held back until the stream is known to
-    continue, so the last segment is the one ``finalize()`` seals. ``first_segment`` starts the index
-    elsewhere than 0, for parts encrypted in parallel; a part that does not end the object must be
+    ``prefix || index || last`` with ``aad``. Every full segment is sealed as soon as it is complete (input
+    that arrives in multiples of the segment size is sealed in place, without copying); ``finalize()``
+    seals the rest, 0 to ``segment_size - 1`` bytes, as the last segment. ``first_segment`` starts the
+    index elsewhere than 0, for parts encrypted in parallel; a part that does not end the object must be
     given whole segments and has ``final=False``.
     """
 
@@ -400,7 +397,7 @@ class SegmentedEncryptor(_Segmented):
         return n
 
     def update_into(self, data: bytes | bytearray | memoryview, out: bytearray | memoryview) -> int:
-        """Seal every segment that is known not to be the last; buffer the rest."""
+        """Seal every complete segment; keep the remainder for the next call or ``finalize``."""
         view = memoryview(data)
         dst = memoryview(out)
         size = self.segment_size
@@ -408,10 +405,7 @@ class SegmentedEncryptor(_Segmented):
         pos = 0
         end = len(view)
         while pos < end:
-            if self._fill == size:
-                written += self._seal(self._buf, dst[written:], last=False)
-                self._fill = 0
-            if self._fill == 0 and end - pos > size:
+            if self._fill == 0 and end - pos >= size:
                 written += self._seal(view[pos : pos + size], dst[written:], last=False)
                 pos += size
                 continue
@@ -419,17 +413,19 @@ class SegmentedEncryptor(_Segmented):
             self._buf[self._fill : self._fill + take] = view[pos : pos + take]
             self._fill += take
             pos += take
+            if self._fill == size:
+                written += self._seal(self._buf, dst[written:], last=False)
+                self._fill = 0
         return written
 
     def finalize(self) -> bytes:
-        """Seal the held-back segment as the last one (or as an ordinary one when ``final=False``)."""
+        """Seal the remaining 0..S-1 bytes as the last segment (nothing when ``final=False``)."""
         if not self._final:
-            if self._fill not in (0, self.segment_size):
+            if self._fill:
                 raise ValueError("a part that does not end the object must hold whole segments")
-            if self._fill == 0:
-                return b""
+            return b""
         out = bytearray(self._fill + GCM_TAG_LENGTH)
-        self._seal(memoryview(self._buf)[: self._fill], memoryview(out), last=self._final)
+        self._seal(memoryview(self._buf)[: self._fill], memoryview(out), last=True)
         self._fill = 0
         return bytes(out)
 
@@ -549,7 +545,7 @@ def decrypt_segmented(
         plaintext_length = segmented_plaintext_length(len(body), segment_size)
     except ValueError:
         raise DecryptionError(AUTHENTICATION_FAILED) from None
-    last = max(0, -(-plaintext_length // segment_size) - 1)
+    last = plaintext_length // segment_size
     dec = SegmentedDecryptor(content_key, salt, nonce_prefix, segment_size, commitment, last, aad)
     out = bytearray(dec.output_size(len(body)))
     n = dec.update_into(body, out)

@@ -117,6 +117,23 @@ class _Source:
             return len(self._mem)
         return None
 
+    def read_exact(self, length: int) -> memoryview:
+        """All of the body, which must be exactly ``length`` bytes (in-memory bodies are not copied)."""
+        if self._mem is not None:
+            got, extra = len(self._mem), False
+            view = self._mem
+        else:
+            buffer = bytearray(length)
+            got = self.readinto(memoryview(buffer))
+            extra = got == length and self.readinto(memoryview(bytearray(1))) > 0
+            view = memoryview(buffer)
+        if got != length or extra:
+            raise ConfigurationError(
+                f"the body has {'more' if extra or got > length else 'fewer'} bytes "
+                f"than content_length={length}"
+            )
+        return view
+
     def readinto(self, buf: memoryview) -> int:
         """Fill ``buf`` as far as possible; return bytes read (0 only at the end)."""
         want = len(buf)
@@ -418,17 +435,15 @@ class EncryptionClient:
             raise EncryptionError(f"cannot encrypt: {exc}") from None
         threshold = self.config.multipart_threshold
         if length is not None and length <= threshold:
-            return self._put_single(store, key, fmt, envelope, encryptor, source, length, callback)
-        # Unknown length: read up to the threshold to see whether it fits in one request.
-        head = bytearray(threshold + 1 if length is None else 0)
-        n = source.readinto(memoryview(head)) if length is None else 0
-        if length is None and n <= threshold:
-            return self._put_single(
-                store, key, fmt, envelope, encryptor, _Source(memoryview(head)[:n]), n, callback
-            )
-        return self._put_multipart(
-            store, key, fmt, envelope, encryptor, source, memoryview(head)[:n], callback
-        )
+            return self._put_single(store, key, fmt, envelope, encryptor, source.read_exact(length), callback)
+        head = memoryview(b"")
+        if length is None:
+            # Unknown length: read up to the threshold to see whether it fits in one request.
+            buffer = bytearray(threshold + 1)
+            head = memoryview(buffer)[: source.readinto(memoryview(buffer))]
+            if len(head) <= threshold:
+                return self._put_single(store, key, fmt, envelope, encryptor, head, callback)
+        return self._put_multipart(store, key, fmt, envelope, encryptor, source, head, callback)
 
     def _put_single(
         self,
@@ -437,21 +452,14 @@ class EncryptionClient:
         fmt: Format,
         envelope: Envelope,
         encryptor: Any,
-        source: _Source,
-        length: int,
+        plaintext: memoryview,
         callback: Callback | None,
     ) -> PutResult:
+        length = len(plaintext)
         if envelope.plaintext_length != length:
             envelope = envelope.model_copy(update={"plaintext_length": length})
-        plaintext = bytearray(length)
-        got = source.readinto(memoryview(plaintext))
-        if got != length or source.readinto(memoryview(bytearray(1))):
-            raise ConfigurationError(
-                f"the body has {'fewer' if got != length else 'more'} bytes than content_length={length}"
-            )
         out = bytearray(encryptor.output_size(length))
         n = encryptor.update_into(plaintext, out)
-        del plaintext
         trailer = encryptor.finalize()
         out[n : n + len(trailer)] = trailer
         ciphertext = memoryview(out)[: n + len(trailer)]
@@ -481,7 +489,8 @@ class EncryptionClient:
     ) -> PutResult:
         cfg = self.config
         part_size = self._part_size(store, envelope.plaintext_length)
-        slack = cfg.chunk_size + cfg.segment_size + 65536
+        step = codec_for(envelope.content_algorithm).plaintext_chunk(envelope, cfg.chunk_size)
+        slack = encryptor.output_size(step)
         upload_id = store.create_multipart(key, fmt.encode(envelope))
         part_headers = fmt.part_headers(envelope)
         free: list[bytearray] = []
@@ -539,10 +548,10 @@ class EncryptionClient:
                     return buf, fill
 
                 buf, fill = take(), 0
-                chunk = memoryview(bytearray(cfg.chunk_size))
+                chunk = memoryview(bytearray(step))
                 while True:
                     if len(head):
-                        piece, head = head[: cfg.chunk_size], head[cfg.chunk_size :]
+                        piece, head = head[:step], head[step:]
                     else:
                         piece = chunk[: source.readinto(chunk)]
                     if not len(piece):
@@ -631,11 +640,12 @@ class EncryptionClient:
                 )
             ct_start, ct_end, skip, length = plan.ct_start, plan.ct_end, plan.skip, plan.length
             decryptor = codec.range_decryptor(obj.material, obj.envelope, obj.info.size, plan)
+        read_size = codec.ciphertext_chunk(obj.envelope, cfg.chunk_size)
         # Two output buffers: the newest piece is held back until the next one (or the final check)
         # is done, so whoever reads the last byte has already seen the verification pass.
         outs = (
-            bytearray(decryptor.output_size(cfg.chunk_size)),
-            bytearray(decryptor.output_size(cfg.chunk_size)),
+            bytearray(decryptor.output_size(read_size)),
+            bytearray(decryptor.output_size(read_size)),
         )
         which = 0
         held: memoryview | None = None
@@ -644,7 +654,7 @@ class EncryptionClient:
             contextlib.nullcontext(None) if obj.info.size == 0 else obj.store.get(obj.key, ct_start, ct_end)
         )
         with fetched as result:
-            view = memoryview(bytearray(cfg.chunk_size))
+            view = memoryview(bytearray(read_size))
             while result is not None:
                 n = _readinto(result.body, view)
                 if not n:

@@ -18,10 +18,12 @@ class TransferConfig:
 
     Worst-case memory of one transfer, beyond the interpreter itself:
 
-    * upload (``put``, ``upload_file``): ``(max_concurrency + 1) * (part_size + segment_size + 64 KiB)``
-      of ciphertext part buffers plus ``chunk_size`` of plaintext; with the defaults,
-      5 * ~9.1 MiB + 1 MiB, about 47 MiB. Objects no larger than ``multipart_threshold`` go in one request
-      and hold the whole ciphertext: at most ``multipart_threshold`` + ``chunk_size``.
+    * upload (``put``, ``upload_file``): ``(max_concurrency + 1) * (part_size + 2 * chunk_size)`` of
+      ciphertext part buffers plus ``chunk_size`` of plaintext (with ``segment_size`` in place of
+      ``chunk_size`` if larger); with the defaults, 5 * 10 MiB + 1 MiB, about 51 MiB. Objects no larger than
+      ``multipart_threshold`` go in one request and hold their plaintext and ciphertext: at most
+      ``2 * multipart_threshold`` (32 MiB). A stream of unknown length first buffers up to
+      ``multipart_threshold`` to see whether it fits in one request.
     * download (``download_file``, streaming ``open``, ranged reads): ``2 * chunk_size + segment_size``,
       about 3 MiB with the defaults, whatever the object's size.
     * ``get``/``open`` of an object that is authenticated only as a whole (S3 V2/V3) without

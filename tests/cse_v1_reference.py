@@ -130,8 +130,8 @@ def nonce(nonce_prefix: bytes, index: int, last: bool) -> bytes:
 
 
 def segment_count(plaintext_length: int, segment_size: int) -> int:
-    """max(1, ceil(plaintext_length / segment_size))."""
-    return max(1, (plaintext_length + segment_size - 1) // segment_size)
+    """floor(plaintext_length / segment_size) + 1: the last segment holds the 0..S-1 remaining bytes."""
+    return plaintext_length // segment_size + 1
 
 
 def ciphertext_length(plaintext_length: int, segment_size: int) -> int:
@@ -142,13 +142,10 @@ def ciphertext_length(plaintext_length: int, segment_size: int) -> int:
 def plaintext_length(body_length: int, segment_size: int) -> int:
     """The inverse of :func:`ciphertext_length`; :class:`Invalid` for a length no plaintext has."""
     stride = segment_size + TAG_LENGTH
-    if body_length < TAG_LENGTH:
-        raise Invalid("shorter than one tag")
-    n = (body_length + stride - 1) // stride
-    last = body_length - (n - 1) * stride
-    if last < TAG_LENGTH or (last == TAG_LENGTH and n > 1):
+    full, last = divmod(body_length, stride)
+    if last < TAG_LENGTH:
         raise Invalid("not a cse-v1 body length")
-    return body_length - TAG_LENGTH * n
+    return body_length - TAG_LENGTH * (full + 1)
 
 
 @dataclass(frozen=True)

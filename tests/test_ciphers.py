@@ -654,14 +654,22 @@ def test_segmented_every_truncation_fails(size: int) -> None:
 
 
 def test_segmented_drop_last_segment_fails() -> None:
-    """Dropping whole trailing segments leaves a valid-looking length, but the last flag does not match."""
+    """Dropping trailing segments fails: whole segments leave an impossible length, and a valid-looking length
+    (whole segments plus 16 or more bytes of the next) ends in a segment whose last flag does not match."""
     obj, plaintext, body = small_object(4096, 4096 * 3 + 100)
     parts = segments(body, 4096)
     for keep in range(1, len(parts)):
         truncated = b"".join(parts[:keep])
-        assert obj.codec.plaintext_length(obj.envelope, len(truncated)) == keep * 4096
+        with pytest.raises(DecryptionError):
+            obj.codec.plaintext_length(obj.envelope, len(truncated))
         assert rejects(obj, truncated)
-        assert rejects(obj, truncated, sizes=1000)
+        for extra in (16, 17, 1000):
+            if extra >= len(parts[keep]):
+                continue  # that would be the whole next segment
+            cut = truncated + parts[keep][:extra]
+            assert obj.codec.plaintext_length(obj.envelope, len(cut)) == keep * 4096 + extra - 16
+            assert rejects(obj, cut)
+            assert rejects(obj, cut, sizes=1000)
     # Mid-segment cut with a valid length (one byte into the last segment's body).
     assert rejects(obj, body[: 3 * (4096 + 16) + 17])
 

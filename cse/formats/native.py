@@ -4,7 +4,7 @@ The document (specified in ``docs/cse-v1.md``)::
 
     {"version": 1,
      "content_algorithm": "cse-v1/AES-256-GCM-HKDF-SHA256-STREAM",
-     "segment_size": 1048576,
+     "segment_size": 262144,
      "salt": b64(32), "nonce_prefix": b64(7), "commitment": b64(32),
      "encryption_context": {"k": "v"},
      "keys": [{"provider": "rsa", "wrap_algorithm": "RSA-OAEP-SHA256", "key_id": "...",

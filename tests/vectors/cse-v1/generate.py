@@ -62,7 +62,7 @@ CASES: list[dict[str, Any]] = [
     },
     {
         "name": "exactly-one-segment",
-        "comment": "plaintext of exactly one segment: no empty segment follows",
+        "comment": "plaintext of exactly one segment: an empty last segment follows",
         "segment_size": 64,
         "plaintext": pattern(64),
         "context": {"bucket": "b"},
@@ -86,7 +86,7 @@ CASES: list[dict[str, Any]] = [
     },
     {
         "name": "several-segments-exact",
-        "comment": "three segments, the last one full",
+        "comment": "exactly three full segments, then an empty last segment",
         "segment_size": 64,
         "plaintext": pattern(3 * 64),
         "context": {},
