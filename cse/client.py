@@ -216,10 +216,15 @@ def detect_format(
     return fmt
 
 
-def head_object(store: Store, key: str, *, allow_legacy: bool = False) -> HeadResult:
-    """Describe an encrypted object without any key: plaintext size, envelope, metadata."""
+def _read_envelope(store: Store, key: str, allow_legacy: bool) -> tuple[ObjectInfo, Envelope]:
     info = store.head(key)
     envelope = detect_format(info.metadata, store.url(key), allow_legacy=allow_legacy).decode(info.metadata)
+    return info, envelope
+
+
+def head_object(store: Store, key: str, *, allow_legacy: bool = False) -> HeadResult:
+    """Describe an encrypted object without any key: plaintext size, envelope, metadata."""
+    info, envelope = _read_envelope(store, key, allow_legacy)
     size = codec_for(envelope.content_algorithm).plaintext_length(envelope, info.size)
     return HeadResult(store.url(key), size, info.size, info.etag, envelope, dict(info.metadata))
 
@@ -300,13 +305,9 @@ class EncryptionClient:
     def _detect(self, metadata: Mapping[str, str], where: str) -> Format:
         return detect_format(metadata, where, allow_legacy=self.allow_legacy)
 
-    def _envelope(self, store: Store, key: str) -> tuple[ObjectInfo, Envelope]:
-        info = store.head(key)
-        fmt = self._detect(info.metadata, store.url(key))
-        return info, fmt.decode(info.metadata)
-
     def unwrap(self, envelope: Envelope) -> ContentMaterial:
         """Unwrap an envelope's content key (and IV) with the first configured key that can."""
+        codec = codec_for(envelope.content_algorithm)
         tried = False
         for wrapped in envelope.wrapped_keys:
             for provider in self.keys:
@@ -320,7 +321,6 @@ class EncryptionClient:
                     material_description=wrapped.material_description,
                     key_id=wrapped.key_id,
                 )
-                codec = codec_for(envelope.content_algorithm)
                 try:
                     key = provider.unwrap(wrapped.ciphertext, request)
                     iv = envelope.iv
@@ -342,7 +342,7 @@ class EncryptionClient:
 
     def _open(self, ref: ObjectRef) -> _Decrypted:
         store, key = self.resolve(ref)
-        info, envelope = self._envelope(store, key)
+        info, envelope = _read_envelope(store, key, self.allow_legacy)
         return _Decrypted(store, key, info, envelope, self.unwrap(envelope))
 
     def _new_envelope(
@@ -561,6 +561,12 @@ class EncryptionClient:
                     buf, fill = spill(buf, fill)
                     if callback is not None:
                         callback(len(piece))
+                expected = envelope.plaintext_length
+                if expected is not None and total_plain != expected:
+                    raise ConfigurationError(
+                        f"the body has {'fewer' if total_plain < expected else 'more'} bytes "
+                        f"than content_length={expected}"
+                    )
                 trailer = encryptor.finalize()
                 buf[fill : fill + len(trailer)] = trailer
                 buf, fill = spill(buf, fill + len(trailer))
@@ -828,7 +834,9 @@ class EncryptionClient:
                 )
             )
         envelope = obj.envelope.model_copy(update={"wrapped_keys": tuple(wrapped)})
-        metadata = {k: v for k, v in obj.info.metadata.items() if not fmt.detect({k: v})}
+        # Keep the user's own metadata; replace every field of the old envelope's encoding.
+        old_fields = fmt.encode(obj.envelope).keys()
+        metadata = {k: v for k, v in obj.info.metadata.items() if k not in old_fields}
         metadata.update(fmt.encode(envelope))
         dst_store, dst_key = self.resolve(dst) if dst is not None else (obj.store, obj.key)
         if dst_store is not obj.store:
@@ -854,14 +862,13 @@ class EncryptionClient:
         """
         src_store, src_key = self.resolve(src)
         dst_store, dst_key = self.resolve(dst)
-        same_format = format is None or format == self.head((src_store, src_key)).envelope.format
-        if src_store is dst_store and same_format:
+        head = self.head((src_store, src_key))  # also refuses what is not an encrypted object
+        if src_store is dst_store and format in (None, head.envelope.format):
             if to_keys:
                 return self.rewrap((src_store, src_key), to_keys=to_keys, dst=(dst_store, dst_key))
-            self.head((src_store, src_key))  # refuse to copy what we cannot read
             info = src_store.copy(src_key, dst_key)
-            head = self.head((dst_store, dst_key))
-            return HeadResult(head.url, head.size, info.size, info.etag, head.envelope, head.metadata)
+            url = dst_store.url(dst_key)
+            return HeadResult(url, head.size, info.size, info.etag, head.envelope, head.metadata)
         obj = self._open((src_store, src_key))
         writer = (
             self

@@ -347,3 +347,29 @@ def test_repr_of_results_has_no_key_material(key_a: str) -> None:
     assert obj.material.key.hex() not in repr(obj.material)
     assert obj.material.key.hex() not in repr(result)
     assert "plaintext-marker" not in repr(result)
+
+
+@pytest.mark.parametrize(
+    ("declared", "actual", "word"), [(200_000, 150_000, "fewer"), (100_000, 150_000, "more")]
+)
+def test_multipart_content_length_mismatch_aborts(declared: int, actual: int, word: str, key_a: str) -> None:
+    store = MemoryStore()
+    client = EncryptionClient(
+        key_a, config=TransferConfig(multipart_threshold=64 * 1024, part_size=32 * 1024)
+    )
+    with pytest.raises(ConfigurationError, match=f"{word} bytes than content_length={declared}"):
+        client.put((store, "k"), io.BytesIO(os.urandom(actual)), content_length=declared)
+    assert store.list_multipart_uploads() == []
+    assert list(store.list()) == []
+
+
+def test_rewrap_keeps_user_metadata_and_replaces_the_envelope(key_a: str, key_b: str) -> None:
+    store = MemoryStore()
+    EncryptionClient(key_a).put((store, "k"), b"data")
+    meta = dict(store.head("k").metadata)
+    store.put("k", store.read_all("k"), {**meta, "owner": "team-x"})
+    EncryptionClient(key_a).rewrap((store, "k"), to_keys=[key_b])
+    after = store.head("k").metadata
+    assert after["owner"] == "team-x"
+    assert after["cse-v1"] != meta["cse-v1"]
+    assert EncryptionClient(key_b).get((store, "k")) == b"data"
