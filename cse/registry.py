@@ -19,6 +19,7 @@ from cse.providers import KeyProvider
 from cse.stores.base import Store
 
 __all__ = [
+    "all_formats",
     "available_formats",
     "available_providers",
     "available_stores",
