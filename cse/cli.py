@@ -136,8 +136,27 @@ key_option = click.option(
     "keys",
     multiple=True,
     metavar="KEY_URI",
-    help="Key URI (rsa:///path/key.pem ...). Repeat to allow several keys to decrypt.",
+    help="Key URI (rsa:///path/key.pem ...). Repeat: put wraps for every key given, so any of them "
+    "decrypts; reads use whichever key can.",
 )
+legacy_option = click.option(
+    "--allow-legacy", is_flag=True, help="Read legacy formats (S3 V1, OSS V1) and legacy key wrapping."
+)
+
+
+def _check_range(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """Validate --range at parse time, so a malformed range is a usage error (exit 2)."""
+    if value is not None:
+        from cse.exceptions import ConfigurationError
+        from cse.ranges import parse_range
+
+        try:
+            parse_range(value)
+        except ConfigurationError as exc:
+            raise click.BadParameter(str(exc)) from None
+    return value
+
+
 json_option = click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 progress_option = click.option(
     "--progress/--no-progress", default=True, help="Progress bar on long transfers."
@@ -217,7 +236,7 @@ def put(
     progress: bool,
 ) -> None:
     """Encrypt LOCAL (a file, or - for stdin) and store it at URL."""
-    client = _client(keys, format=fmt)
+    client = _client(keys, to_keys=keys, format=fmt)
     ctx = _parse_context(context)
     if local == "-":
         with _progress(None, "encrypting", False) as cb:
@@ -242,14 +261,21 @@ def put(
 @click.argument("local", type=click.Path(dir_okay=False, allow_dash=True))
 @key_option
 @click.option("--delayed-authentication", is_flag=True, help="With - : stream before the tag is checked.")
+@legacy_option
 @json_option
 @progress_option
 @_handle_errors
 def get(
-    url: str, local: str, keys: tuple[str, ...], delayed_authentication: bool, as_json: bool, progress: bool
+    url: str,
+    local: str,
+    keys: tuple[str, ...],
+    delayed_authentication: bool,
+    allow_legacy: bool,
+    as_json: bool,
+    progress: bool,
 ) -> None:
     """Decrypt URL into LOCAL. The file appears only after the whole object verified."""
-    client = _client(keys, delayed_authentication=delayed_authentication)
+    client = _client(keys, delayed_authentication=delayed_authentication, allow_legacy=allow_legacy)
     if local == "-":
         for chunk in client.iter_chunks(url):
             sys.stdout.buffer.write(chunk)
@@ -268,13 +294,20 @@ def get(
 @main.command()
 @click.argument("url")
 @key_option
-@click.option("--range", "byte_range", metavar="A-B|A-|-N", help="Byte range of the plaintext (HTTP rules).")
+@click.option(
+    "--range",
+    "byte_range",
+    metavar="A-B|A-|-N",
+    callback=_check_range,
+    help="Byte range of the plaintext (HTTP rules).",
+)
 @click.option("--delayed-authentication", is_flag=True, help="Stream before the whole-object tag is checked.")
 @click.option(
     "--allow-unauthenticated-ranges",
     is_flag=True,
     help="Allow unverified ranged reads of objects authenticated only as a whole.",
 )
+@legacy_option
 @_handle_errors
 def cat(
     url: str,
@@ -282,12 +315,14 @@ def cat(
     byte_range: str | None,
     delayed_authentication: bool,
     allow_unauthenticated_ranges: bool,
+    allow_legacy: bool,
 ) -> None:
     """Decrypt URL (or a byte range of it) to stdout."""
     client = _client(
         keys,
         delayed_authentication=delayed_authentication,
         allow_unauthenticated_ranges=allow_unauthenticated_ranges,
+        allow_legacy=allow_legacy,
     )
     out = sys.stdout.buffer
     for chunk in client.iter_chunks(url, range=byte_range):
@@ -323,15 +358,16 @@ def ls(url: str, as_json: bool) -> None:
 
 @main.command()
 @click.argument("url")
+@legacy_option
 @json_option
 @_handle_errors
-def head(url: str, as_json: bool) -> None:
+def head(url: str, allow_legacy: bool, as_json: bool) -> None:
     """Show an object's envelope: format, algorithms, sizes, key ids. Never a key."""
     from cse import registry
     from cse.client import head_object
 
     store, key = registry.open_store(url)
-    data = _envelope_dict(head_object(store, key))
+    data = _envelope_dict(head_object(store, key, allow_legacy=allow_legacy))
     _emit(as_json, data, _human_head(data))
 
 
@@ -355,6 +391,7 @@ def rm(url: str, as_json: bool) -> None:
 @key_option
 @click.option("--to-key", "to_keys", multiple=True, metavar="KEY_URI", help="Re-wrap for this key (repeat).")
 @format_option
+@legacy_option
 @json_option
 @progress_option
 @_handle_errors
@@ -364,11 +401,12 @@ def cp(
     keys: tuple[str, ...],
     to_keys: tuple[str, ...],
     fmt: str | None,
+    allow_legacy: bool,
     as_json: bool,
     progress: bool,
 ) -> None:
-    """Copy an encrypted object; re-wrap with --to-key, or convert with --format."""
-    client = _client(keys)
+    """Copy an encrypted object; re-wrap with --to-key (repeat for several), or convert with --format."""
+    client = _client(keys, allow_legacy=allow_legacy)
     size = client.head(src).size
     with _progress(size, "copying", progress) as cb:
         result = client.copy(src, dst, to_keys=list(to_keys) or None, format=fmt, callback=cb)

@@ -856,25 +856,34 @@ class EncryptionClient:
         """Copy an encrypted object.
 
         Within one store and format, the ciphertext is copied server-side (re-wrapped for ``to_keys`` if
-        given). Otherwise the object is decrypted, verified and re-encrypted in the destination's format:
-        for objects authenticated only as a whole, the destination upload completes only after the
-        source's tag verified, so an altered source never lands.
+        given; each of them wraps the content key where the format records several). Otherwise the object
+        is decrypted, verified and re-encrypted in the destination's format: for objects authenticated only
+        as a whole, the destination upload completes only after the source's tag verified, so an altered
+        source never lands.
         """
         src_store, src_key = self.resolve(src)
         dst_store, dst_key = self.resolve(dst)
         head = self.head((src_store, src_key))  # also refuses what is not an encrypted object
         if src_store is dst_store and format in (None, head.envelope.format):
             if to_keys:
-                return self.rewrap((src_store, src_key), to_keys=to_keys, dst=(dst_store, dst_key))
-            info = src_store.copy(src_key, dst_key)
-            url = dst_store.url(dst_key)
-            return HeadResult(url, head.size, info.size, info.etag, head.envelope, head.metadata)
+                result = self.rewrap((src_store, src_key), to_keys=to_keys, dst=(dst_store, dst_key))
+            else:
+                info = src_store.copy(src_key, dst_key)
+                url = dst_store.url(dst_key)
+                result = HeadResult(url, head.size, info.size, info.etag, head.envelope, head.metadata)
+            if callback is not None:
+                callback(head.size)
+            return result
         obj = self._open((src_store, src_key))
         writer = (
             self
             if not to_keys
             else EncryptionClient(
-                [*to_keys], format=self.format, encryption_context=self.encryption_context, config=self.config
+                [*to_keys],
+                wrap_keys=[*to_keys],
+                format=self.format,
+                encryption_context=self.encryption_context,
+                config=self.config,
             )
         )
         stream = _IterReader(self._stream(obj, 0, obj.size - 1))

@@ -189,5 +189,47 @@ def test_bad_range(runner: CliRunner, tmp_path: Path, key_a: str) -> None:
     src.write_bytes(b"0123456789")
     url = f"file://{tmp_path}/v/a"
     _ok(runner, "put", str(src), url, "--key", key_a)
-    assert "A-B, A- or -N" in _fails(runner, "cat", url, "--key", key_a, "--range", "abc")
+    result = runner.invoke(main, ["cat", url, "--key", key_a, "--range", "abc"])
+    assert result.exit_code == 2
+    assert "A-B, A- or -N" in result.output
     assert "not satisfiable" in _fails(runner, "cat", url, "--key", key_a, "--range", "10-")
+
+
+def test_put_with_several_keys_lets_each_decrypt(
+    runner: CliRunner, tmp_path: Path, key_a: str, key_b: str
+) -> None:
+    src = tmp_path / "in.bin"
+    src.write_bytes(b"shared secret")
+    url = f"file://{tmp_path}/v/a"
+    _ok(runner, "put", str(src), url, "--key", key_a, "--key", key_b)
+    assert len(json.loads(_ok(runner, "head", url, "--json"))["keys"]) == 2
+    for key in (key_a, key_b):
+        assert runner.invoke(main, ["cat", url, "--key", key]).stdout_bytes == b"shared secret"
+
+
+def test_cp_across_stores_wraps_for_every_to_key(
+    runner: CliRunner, tmp_path: Path, key_a: str, key_b: str
+) -> None:
+    src = tmp_path / "in.bin"
+    src.write_bytes(b"moving")
+    _ok(runner, "put", str(src), f"file://{tmp_path}/one/a", "--key", key_a)
+    dst = f"file://{tmp_path}/two/a"
+    _ok(runner, "cp", f"file://{tmp_path}/one/a", dst, "--key", key_a, "--to-key", key_a, "--to-key", key_b)
+    for key in (key_a, key_b):
+        assert runner.invoke(main, ["cat", dst, "--key", key]).stdout_bytes == b"moving"
+
+
+def test_keygen_refuses_to_overwrite_and_names_the_flag(runner: CliRunner, tmp_path: Path) -> None:
+    args = [
+        "keygen",
+        "rsa",
+        "--private",
+        str(tmp_path / "k.pem"),
+        "--public",
+        str(tmp_path / "k.pub"),
+        "--bits",
+        "2048",
+    ]
+    _ok(runner, *args)
+    assert "--overwrite" in _fails(runner, *args)
+    _ok(runner, *args, "--overwrite")

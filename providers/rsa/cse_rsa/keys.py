@@ -69,9 +69,7 @@ def _check_material_description(value: Mapping[str, str] | None) -> dict[str, st
 
 
 def _key_id(public_key: rsa.RSAPublicKey) -> str:
-    der = public_key.public_bytes(
-        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
+    der = public_key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
     return "sha256:" + hashlib.sha256(der).digest()[:16].hex()
 
 
@@ -349,7 +347,10 @@ def _write_temporary(path: str, data: bytes, mode: int) -> str:
 
 
 def _exists(name: str) -> str:
-    return f"{name} already exists; refusing to overwrite a key file (remove it, or pass overwrite=True)"
+    return (
+        f"{name} already exists; refusing to overwrite a key file "
+        "(remove it, or pass overwrite=True; --overwrite on the command line)"
+    )
 
 
 def _unlink_quietly(path: str) -> None:
@@ -382,9 +383,7 @@ def generate_keypair(
     if not overwrite:
         for name in (private_name, public_name):
             if os.path.lexists(name):
-                raise ConfigurationError(
-                    _exists(name)
-                )
+                raise ConfigurationError(_exists(name))
 
     key = rsa.generate_private_key(public_exponent=65537, key_size=bits)
     encryption: serialization.KeySerializationEncryption = (
