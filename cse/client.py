@@ -967,8 +967,7 @@ class DecryptingReader(io.RawIOBase):
         self._client = client
         self._obj = obj
         self._pos = 0
-        self._stream: Iterator[memoryview] | None = None
-        self._pending = memoryview(b"")
+        self._stream: _IterReader | None = None
         self._buffer: io.BytesIO | None = None
         auth = obj.codec.authentication
         self._seekable = auth != "object" or not client.delayed_authentication
@@ -1015,7 +1014,6 @@ class DecryptingReader(io.RawIOBase):
         if new != self._pos:
             self._pos = new
             self._stream = None
-            self._pending = memoryview(b"")
         return self._pos
 
     def readinto(self, buffer: Any) -> int:
@@ -1025,16 +1023,9 @@ class DecryptingReader(io.RawIOBase):
             return self._buffer.readinto(view)
         if self._pos >= self._obj.size or not len(view):
             return 0
-        while not self._pending:
-            if self._stream is None:
-                self._stream = self._client._stream(self._obj, self._pos, self._obj.size - 1)
-            try:
-                self._pending = next(self._stream)
-            except StopIteration:
-                return 0
-        n = min(len(view), len(self._pending))
-        view[:n] = self._pending[:n]
-        self._pending = self._pending[n:]
+        if self._stream is None:
+            self._stream = _IterReader(self._client._stream(self._obj, self._pos, self._obj.size - 1))
+        n = self._stream.readinto(view)
         self._pos += n
         return n
 

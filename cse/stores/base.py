@@ -22,7 +22,17 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import BinaryIO, ClassVar
 
-__all__ = ["GetResult", "ObjectInfo", "PartInfo", "Store", "UploadInfo"]
+from cse.exceptions import ConfigurationError, InvalidRangeError
+
+__all__ = [
+    "GetResult",
+    "ObjectInfo",
+    "PartInfo",
+    "Store",
+    "UploadInfo",
+    "clean_metadata",
+    "resolve_get_range",
+]
 
 
 @dataclass(frozen=True)
@@ -175,3 +185,34 @@ class Store(ABC):
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections. The default does nothing."""
+
+
+def clean_metadata(metadata: Mapping[str, str]) -> dict[str, str]:
+    """Copy user metadata with lower-cased keys, checking that keys and values are strings.
+
+    For store implementations: S3 and OSS lower-case metadata names, and so do cse's stores.
+    """
+    out: dict[str, str] = {}
+    for name, value in metadata.items():
+        if not isinstance(name, str) or not name:
+            raise ConfigurationError(f"metadata keys are non-empty strings, not {name!r}")
+        if not isinstance(value, str):
+            raise ConfigurationError(f"the metadata value of {name!r} is a {type(value).__name__}, not a str")
+        out[name.lower()] = value
+    return out
+
+
+def resolve_get_range(size: int, start: int, end: int | None, url: str) -> tuple[int, int]:
+    """The inclusive byte range that ``Store.get(key, start, end)`` returns for an object of ``size`` bytes.
+
+    For store implementations, per the contract of :meth:`Store.get`: the end is clamped, an empty object
+    read from 0 gives ``(0, -1)``, and a start at or past the end raises
+    :class:`~cse.exceptions.InvalidRangeError`.
+    """
+    if start < 0 or (end is not None and end < start):
+        raise InvalidRangeError(f"invalid byte range {start}-{'' if end is None else end} for {url}")
+    if size == 0 and start == 0:
+        return 0, -1
+    if start >= size:
+        raise InvalidRangeError(f"byte range starts at {start}, past the end of {url} ({size} bytes)")
+    return start, size - 1 if end is None else min(end, size - 1)

@@ -56,12 +56,19 @@ from urllib.parse import quote, unquote
 
 from cse.exceptions import (
     ConfigurationError,
-    InvalidRangeError,
     MetadataError,
     ObjectNotFoundError,
     StoreError,
 )
-from cse.stores.base import GetResult, ObjectInfo, PartInfo, Store, UploadInfo
+from cse.stores.base import (
+    GetResult,
+    ObjectInfo,
+    PartInfo,
+    Store,
+    UploadInfo,
+    clean_metadata,
+    resolve_get_range,
+)
 
 if TYPE_CHECKING:
     from _hashlib import HASH
@@ -88,29 +95,6 @@ def _now() -> datetime:
 
 def _md5() -> HASH:
     return hashlib.md5(usedforsecurity=False)
-
-
-def _clean_metadata(metadata: Mapping[str, str]) -> dict[str, str]:
-    """Copy ``metadata`` with lower-cased keys, checking that keys and values are strings."""
-    out: dict[str, str] = {}
-    for name, value in metadata.items():
-        if not isinstance(name, str) or not name:
-            raise ConfigurationError(f"metadata keys are non-empty strings, not {name!r}")
-        if not isinstance(value, str):
-            raise ConfigurationError(f"the metadata value of {name!r} is a {type(value).__name__}, not a str")
-        out[name.lower()] = value
-    return out
-
-
-def _range(size: int, start: int, end: int | None, url: str) -> tuple[int, int]:
-    """The inclusive byte range a get of ``start..end`` returns, per the :class:`Store` contract."""
-    if start < 0 or (end is not None and end < start):
-        raise InvalidRangeError(f"invalid byte range {start}-{'' if end is None else end} for {url}")
-    if size == 0 and start == 0:
-        return 0, -1
-    if start >= size:
-        raise InvalidRangeError(f"byte range starts at {start}, past the end of {url} ({size} bytes)")
-    return start, size - 1 if end is None else min(end, size - 1)
 
 
 def _segment_problem(segment: str) -> str | None:
@@ -609,7 +593,7 @@ class FileStore(Store):
     def put(self, key: str, data: bytes | bytearray | memoryview, metadata: Mapping[str, str]) -> ObjectInfo:
         """Write ``data`` and ``metadata`` under ``key`` atomically, replacing any object there."""
         self._check_key(key)
-        meta = _clean_metadata(metadata)
+        meta = clean_metadata(metadata)
         view = memoryview(data)
         if view.format != "B" or view.ndim != 1:
             view = view.cast("B")
@@ -625,7 +609,7 @@ class FileStore(Store):
         fd, doc = self._load(key)
         info = doc.info(key)
         try:
-            first, last = _range(info.size, start, end, self.url(key))
+            first, last = resolve_get_range(info.size, start, end, self.url(key))
             raw = io.FileIO(fd, "rb", closefd=True)
         except BaseException:
             os.close(fd)
@@ -717,7 +701,7 @@ class FileStore(Store):
         ETag (the bytes are the same).
         """
         self._check_key(dst_key)
-        meta = _clean_metadata(metadata) if metadata is not None else None
+        meta = clean_metadata(metadata) if metadata is not None else None
         fd, doc = self._load(src_key)
         if src_key == dst_key:
             os.close(fd)
@@ -757,7 +741,7 @@ class FileStore(Store):
     def create_multipart(self, key: str, metadata: Mapping[str, str]) -> str:
         """Start a multipart upload: a folder ``.cse/uploads/<id>`` beside where the object will be."""
         data_path, _, _ = self._paths(key)
-        meta = _clean_metadata(metadata)
+        meta = clean_metadata(metadata)
         self._check_not_directory(key, data_path)
         upload_id = secrets.token_hex(16)
         folder = self._upload_dir(key, upload_id)
@@ -786,8 +770,10 @@ class FileStore(Store):
         Parts are not flushed to disk one by one: ``complete_multipart`` checks every part's MD5 against
         its ETag while it assembles the object, and flushes the result.
         """
-        if isinstance(part_number, bool) or not isinstance(part_number, int) or not (
-            1 <= part_number <= self.max_parts
+        if (
+            isinstance(part_number, bool)
+            or not isinstance(part_number, int)
+            or not (1 <= part_number <= self.max_parts)
         ):
             raise ConfigurationError(f"part numbers run from 1 to {self.max_parts}, not {part_number!r}")
         folder, _ = self._read_upload(key, upload_id)

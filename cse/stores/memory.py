@@ -24,8 +24,16 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import ClassVar
 
-from cse.exceptions import ConfigurationError, InvalidRangeError, ObjectNotFoundError, StoreError
-from cse.stores.base import GetResult, ObjectInfo, PartInfo, Store, UploadInfo
+from cse.exceptions import ConfigurationError, ObjectNotFoundError, StoreError
+from cse.stores.base import (
+    GetResult,
+    ObjectInfo,
+    PartInfo,
+    Store,
+    UploadInfo,
+    clean_metadata,
+    resolve_get_range,
+)
 
 __all__ = ["MemoryStore"]
 
@@ -46,33 +54,9 @@ def _now() -> datetime:
     return datetime.now(timezone.utc)
 
 
-def _clean_metadata(metadata: Mapping[str, str]) -> dict[str, str]:
-    """Copy ``metadata`` with lower-cased keys, checking that keys and values are strings."""
-    out: dict[str, str] = {}
-    for name, value in metadata.items():
-        if not isinstance(name, str) or not name:
-            raise ConfigurationError(f"metadata keys are non-empty strings, not {name!r}")
-        if not isinstance(value, str):
-            raise ConfigurationError(f"the metadata value of {name!r} is a {type(value).__name__}, not a str")
-        out[name.lower()] = value
-    return out
-
-
 def _check_key(key: str) -> None:
     if not isinstance(key, str) or not key:
         raise ConfigurationError(f"an object key is a non-empty string, not {key!r}")
-
-
-def _range(size: int, start: int, end: int | None, url: str) -> tuple[int, int]:
-    """The inclusive byte range a get of ``start..end`` returns, per the :class:`Store` contract."""
-    if start < 0 or (end is not None and end < start):
-        raise InvalidRangeError(f"invalid byte range {start}-{'' if end is None else end} for {url}")
-    if size == 0 and start == 0:
-        return 0, -1
-    if start >= size:
-        raise InvalidRangeError(f"byte range starts at {start}, past the end of {url} ({size} bytes)")
-    last = size - 1 if end is None else min(end, size - 1)
-    return start, last
 
 
 @dataclass
@@ -187,7 +171,7 @@ class MemoryStore(Store):
         """Store a copy of ``data`` under ``key`` with ``metadata``, replacing any object there."""
         self._log("put", key)
         _check_key(key)
-        meta = _clean_metadata(metadata)
+        meta = clean_metadata(metadata)
         body = bytes(data)
         obj = _Object(body, _md5(body).hex(), meta, _now())
         with self._lock:
@@ -199,7 +183,7 @@ class MemoryStore(Store):
         self._log("get", key)
         with self._lock:
             obj = self._object(key)
-        first, last = _range(len(obj.data), start, end, self.url(key))
+        first, last = resolve_get_range(len(obj.data), start, end, self.url(key))
         body = io.BytesIO(memoryview(obj.data)[first : last + 1])
         return GetResult(obj.info(key), body, first, last)
 
@@ -230,7 +214,7 @@ class MemoryStore(Store):
         """Copy ``src_key`` to ``dst_key`` without moving the body; replace the metadata if given."""
         self._log("copy", dst_key)
         _check_key(dst_key)
-        meta = _clean_metadata(metadata) if metadata is not None else None
+        meta = clean_metadata(metadata) if metadata is not None else None
         with self._lock:
             src = self._object(src_key)
             obj = _Object(src.data, src.etag, dict(src.metadata) if meta is None else meta, _now())
@@ -249,7 +233,7 @@ class MemoryStore(Store):
         """Start a multipart upload of ``key``; the object appears only on completion."""
         self._log("create_multipart", key)
         _check_key(key)
-        meta = _clean_metadata(metadata)
+        meta = clean_metadata(metadata)
         upload_id = secrets.token_hex(16)
         with self._lock:
             self._uploads[upload_id] = _Upload(key, meta, _now())

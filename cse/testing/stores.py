@@ -282,7 +282,10 @@ class StoreConformance:
         assert all(info.size == sizes[info.key] for info in infos)
         assert _keys(store.list(prefix + "x/a")) == [prefix + "x/a", prefix + "x/ab"]
         assert _keys(store.list(prefix + "x/b")) == [
-            prefix + "x/b-d", prefix + "x/b/0/z", prefix + "x/b/c", prefix + "x/b/c2",
+            prefix + "x/b-d",
+            prefix + "x/b/0/z",
+            prefix + "x/b/c",
+            prefix + "x/b/c2",
         ]
         assert _keys(store.list(prefix + "x/b/")) == [prefix + "x/b/0/z", prefix + "x/b/c", prefix + "x/b/c2"]
         assert _keys(store.list(prefix + "x/b/c")) == [prefix + "x/b/c", prefix + "x/b/c2"]
