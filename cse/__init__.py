@@ -18,6 +18,7 @@ _EXPORTS = {
     "detect_format": "cse.client",
     "head_object": "cse.client",
     "TransferConfig": "cse.config",
+    "CommitmentPolicy": "cse.config",
     "ContentAlgorithm": "cse.envelope",
     "Envelope": "cse.envelope",
     "WrapAlgorithm": "cse.envelope",
@@ -52,7 +53,7 @@ if TYPE_CHECKING:
         detect_format,
         head_object,
     )
-    from cse.config import TransferConfig
+    from cse.config import CommitmentPolicy, TransferConfig
     from cse.envelope import ContentAlgorithm, Envelope, WrapAlgorithm, WrappedKey
     from cse.exceptions import (
         ConfigurationError,

@@ -162,7 +162,21 @@ progress_option = click.option(
     "--progress/--no-progress", default=True, help="Progress bar on long transfers."
 )
 format_option = click.option(
-    "--format", "fmt", metavar="NAME", help="Format to write (default: the store's)."
+    "--format",
+    "fmt",
+    metavar="NAME",
+    help="Format to write: cse-v1, s3-v3, s3-v2, ... or v3/v2 within the store's family "
+    "(default: the store's).",
+)
+policy_option = click.option(
+    "--commitment-policy",
+    type=click.Choice(
+        ["require-encrypt-require-decrypt", "require-encrypt-allow-decrypt", "forbid-encrypt-allow-decrypt"]
+    ),
+    default="require-encrypt-require-decrypt",
+    show_default=True,
+    help="Key commitment for the S3 formats, as in the official client: require-encrypt-allow-decrypt reads "
+    "S3 V2 objects; forbid-encrypt-allow-decrypt writes them.",
 )
 
 
@@ -223,6 +237,7 @@ def keygen_rsa(
 @key_option
 @click.option("--context", "context", multiple=True, metavar="K=V", help="Encryption context entry (repeat).")
 @format_option
+@policy_option
 @json_option
 @progress_option
 @_handle_errors
@@ -232,11 +247,12 @@ def put(
     keys: tuple[str, ...],
     context: tuple[str, ...],
     fmt: str | None,
+    commitment_policy: str,
     as_json: bool,
     progress: bool,
 ) -> None:
     """Encrypt LOCAL (a file, or - for stdin) and store it at URL."""
-    client = _client(keys, to_keys=keys, format=fmt)
+    client = _client(keys, to_keys=keys, format=fmt, commitment_policy=commitment_policy)
     ctx = _parse_context(context)
     if local == "-":
         with _progress(None, "encrypting", False) as cb:
@@ -262,6 +278,7 @@ def put(
 @key_option
 @click.option("--delayed-authentication", is_flag=True, help="With - : stream before the tag is checked.")
 @legacy_option
+@policy_option
 @json_option
 @progress_option
 @_handle_errors
@@ -271,11 +288,17 @@ def get(
     keys: tuple[str, ...],
     delayed_authentication: bool,
     allow_legacy: bool,
+    commitment_policy: str,
     as_json: bool,
     progress: bool,
 ) -> None:
     """Decrypt URL into LOCAL. The file appears only after the whole object verified."""
-    client = _client(keys, delayed_authentication=delayed_authentication, allow_legacy=allow_legacy)
+    client = _client(
+        keys,
+        delayed_authentication=delayed_authentication,
+        allow_legacy=allow_legacy,
+        commitment_policy=commitment_policy,
+    )
     if local == "-":
         for chunk in client.iter_chunks(url):
             sys.stdout.buffer.write(chunk)
@@ -308,6 +331,7 @@ def get(
     help="Allow unverified ranged reads of objects authenticated only as a whole.",
 )
 @legacy_option
+@policy_option
 @_handle_errors
 def cat(
     url: str,
@@ -316,6 +340,7 @@ def cat(
     delayed_authentication: bool,
     allow_unauthenticated_ranges: bool,
     allow_legacy: bool,
+    commitment_policy: str,
 ) -> None:
     """Decrypt URL (or a byte range of it) to stdout."""
     client = _client(
@@ -323,6 +348,7 @@ def cat(
         delayed_authentication=delayed_authentication,
         allow_unauthenticated_ranges=allow_unauthenticated_ranges,
         allow_legacy=allow_legacy,
+        commitment_policy=commitment_policy,
     )
     out = sys.stdout.buffer
     for chunk in client.iter_chunks(url, range=byte_range):
@@ -392,6 +418,7 @@ def rm(url: str, as_json: bool) -> None:
 @click.option("--to-key", "to_keys", multiple=True, metavar="KEY_URI", help="Re-wrap for this key (repeat).")
 @format_option
 @legacy_option
+@policy_option
 @json_option
 @progress_option
 @_handle_errors
@@ -402,11 +429,12 @@ def cp(
     to_keys: tuple[str, ...],
     fmt: str | None,
     allow_legacy: bool,
+    commitment_policy: str,
     as_json: bool,
     progress: bool,
 ) -> None:
     """Copy an encrypted object; re-wrap with --to-key (repeat for several), or convert with --format."""
-    client = _client(keys, allow_legacy=allow_legacy)
+    client = _client(keys, allow_legacy=allow_legacy, commitment_policy=commitment_policy)
     size = client.head(src).size
     with _progress(size, "copying", progress) as cb:
         result = client.copy(src, dst, to_keys=list(to_keys) or None, format=fmt, callback=cb)

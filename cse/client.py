@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import IO, Any, BinaryIO
 
 from cse import registry
-from cse.config import TransferConfig
+from cse.config import CommitmentPolicy, TransferConfig
 from cse.content import ContentCodec, ContentMaterial, codec_for
 from cse.envelope import Envelope, WrappedKey
 from cse.exceptions import (
@@ -216,15 +216,24 @@ def detect_format(
     return fmt
 
 
-def _read_envelope(store: Store, key: str, allow_legacy: bool) -> tuple[ObjectInfo, Envelope]:
+def _read_envelope(store: Store, key: str, allow_legacy: bool) -> tuple[ObjectInfo, Format, Envelope]:
     info = store.head(key)
-    envelope = detect_format(info.metadata, store.url(key), allow_legacy=allow_legacy).decode(info.metadata)
-    return info, envelope
+    fmt = detect_format(info.metadata, store.url(key), allow_legacy=allow_legacy)
+    return info, fmt, fmt.decode(info.metadata)
+
+
+def _full_format_name(name: str, store: Store) -> str:
+    """``v2`` means the store's family's ``v2``: ``s3-v2`` on S3, ``oss-v2`` on OSS, ``cse-v1`` for ``v1``
+    on the local stores. Full names pass through."""
+    if "-" in name:
+        return name
+    family = store.default_format.rsplit("-", 1)[0]
+    return f"{family}-{name}"
 
 
 def head_object(store: Store, key: str, *, allow_legacy: bool = False) -> HeadResult:
     """Describe an encrypted object without any key: plaintext size, envelope, metadata."""
-    info, envelope = _read_envelope(store, key, allow_legacy)
+    info, _, envelope = _read_envelope(store, key, allow_legacy)
     size = codec_for(envelope.content_algorithm).plaintext_length(envelope, info.size)
     return HeadResult(store.url(key), size, info.size, info.etag, envelope, dict(info.metadata))
 
@@ -236,7 +245,8 @@ class EncryptionClient:
         ``wrap_keys`` is given.
     :param wrap_keys: the providers that wrap the content key of new objects. cse-v1 records one wrapped
         key per provider, so any of them can decrypt; the S3 and OSS formats take exactly one.
-    :param format: the format to write (``cse-v1``, ``s3-v3``, ``oss-v2`` ...); default: the store's.
+    :param format: the format to write (``cse-v1``, ``s3-v3``, ``oss-v2`` ...), or a short name within the
+        store's family (``v3``, ``v2``); default: the store's.
     :param encryption_context: default encryption context of new objects.
     :param config: transfer settings (:class:`~cse.config.TransferConfig`).
     :param delayed_authentication: let ``get``/``open`` stream plaintext of objects that are
@@ -245,6 +255,9 @@ class EncryptionClient:
     :param allow_unauthenticated_ranges: allow ranged reads of objects authenticated only as a whole;
         such ranges are decrypted as CTR and not verified (as the Java S3 client's legacy modes).
     :param allow_legacy: read legacy formats (S3 V1, OSS V1) and legacy wrap algorithms.
+    :param commitment_policy: key commitment for the formats it governs (the S3 family), as in the official
+        S3 Encryption Client: by default new objects must commit to their key (S3 V3) and objects that do
+        not (S3 V2) are refused on read; ``REQUIRE_ENCRYPT_ALLOW_DECRYPT`` reads them.
     """
 
     def __init__(
@@ -258,7 +271,15 @@ class EncryptionClient:
         delayed_authentication: bool = False,
         allow_unauthenticated_ranges: bool = False,
         allow_legacy: bool = False,
+        commitment_policy: CommitmentPolicy | str = CommitmentPolicy.REQUIRE_ENCRYPT_REQUIRE_DECRYPT,
     ) -> None:
+        try:
+            self.commitment_policy = CommitmentPolicy(commitment_policy)
+        except ValueError:
+            choices = ", ".join(p.value for p in CommitmentPolicy)
+            raise ConfigurationError(
+                f"unknown commitment policy {commitment_policy!r}; use one of {choices}"
+            ) from None
         key_list = [keys] if isinstance(keys, (KeyProvider, str)) else list(keys)
         if not key_list:
             raise ConfigurationError("EncryptionClient needs at least one key (a KeyProvider or a key URI)")
@@ -295,10 +316,25 @@ class EncryptionClient:
         return cached, key
 
     def _format(self, store: Store, name: str | None) -> Format:
-        fmt = registry.get_format(name or self.format or store.default_format)
+        fmt = registry.get_format(_full_format_name(name or self.format or store.default_format, store))
         if not fmt.writable:
             raise ConfigurationError(
                 f"the {fmt.name} format is read-only (legacy); write cse-v1 or the store's"
+            )
+        if (
+            fmt.commitment_policy_applies
+            and fmt.key_committing != self.commitment_policy.encrypt_requires_commitment
+        ):
+            if fmt.key_committing:
+                hint = "choose a format without key commitment (s3-v2) or another policy"
+            else:
+                hint = (
+                    "pass commitment_policy=FORBID_ENCRYPT_ALLOW_DECRYPT "
+                    "(--commitment-policy forbid-encrypt-allow-decrypt) to write it"
+                )
+            raise ConfigurationError(
+                f"the commitment policy {self.commitment_policy.value} does not allow writing {fmt.name} "
+                f"({'with' if fmt.key_committing else 'without'} key commitment); {hint}"
             )
         return fmt
 
@@ -342,7 +378,18 @@ class EncryptionClient:
 
     def _open(self, ref: ObjectRef) -> _Decrypted:
         store, key = self.resolve(ref)
-        info, envelope = _read_envelope(store, key, self.allow_legacy)
+        info, fmt, envelope = _read_envelope(store, key, self.allow_legacy)
+        if (
+            fmt.commitment_policy_applies
+            and not fmt.key_committing
+            and self.commitment_policy.decrypt_requires_commitment
+        ):
+            raise ConfigurationError(
+                f"{store.url(key)} is in the {fmt.name} format, which does not commit to its key, and the "
+                f"commitment policy is {self.commitment_policy.value}; pass "
+                "commitment_policy=REQUIRE_ENCRYPT_ALLOW_DECRYPT "
+                "(--commitment-policy require-encrypt-allow-decrypt) to read it"
+            )
         return _Decrypted(store, key, info, envelope, self.unwrap(envelope))
 
     def _new_envelope(
@@ -864,7 +911,9 @@ class EncryptionClient:
         src_store, src_key = self.resolve(src)
         dst_store, dst_key = self.resolve(dst)
         head = self.head((src_store, src_key))  # also refuses what is not an encrypted object
-        if src_store is dst_store and format in (None, head.envelope.format):
+        if src_store is dst_store and (
+            format is None or _full_format_name(format, dst_store) == head.envelope.format
+        ):
             if to_keys:
                 result = self.rewrap((src_store, src_key), to_keys=to_keys, dst=(dst_store, dst_key))
             else:

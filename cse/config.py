@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import Enum
 
 from cse.content import DEFAULT_SEGMENT_SIZE
 from cse.exceptions import ConfigurationError
 
-__all__ = ["TransferConfig"]
+__all__ = ["CommitmentPolicy", "TransferConfig"]
 
 MiB = 1024 * 1024
 
@@ -64,3 +65,28 @@ class TransferConfig:
                 "(part_size >= 16 KiB, 1 <= max_concurrency <= 64, chunk_size >= 4 KiB, "
                 "16 <= segment_size <= 64 MiB, part_attempts >= 1)"
             )
+
+
+class CommitmentPolicy(str, Enum):
+    """Key-commitment policy, with the official S3 Encryption Client's names and default.
+
+    It governs formats that have both a committing and a non-committing variant (the S3 family: V3
+    commits, V2 and V1 do not); see :attr:`cse.formats.Format.commitment_policy_applies`.
+    """
+
+    #: Write only non-committing objects (S3 V2); read both. For writers that old readers must read.
+    FORBID_ENCRYPT_ALLOW_DECRYPT = "forbid-encrypt-allow-decrypt"
+    #: Write only committing objects; read both. The opt-in for reading S3 V2 objects.
+    REQUIRE_ENCRYPT_ALLOW_DECRYPT = "require-encrypt-allow-decrypt"
+    #: Write and read only committing objects (the default).
+    REQUIRE_ENCRYPT_REQUIRE_DECRYPT = "require-encrypt-require-decrypt"
+
+    @property
+    def encrypt_requires_commitment(self) -> bool:
+        """Whether new objects must commit to their key."""
+        return self is not CommitmentPolicy.FORBID_ENCRYPT_ALLOW_DECRYPT
+
+    @property
+    def decrypt_requires_commitment(self) -> bool:
+        """Whether objects that do not commit to their key are refused."""
+        return self is CommitmentPolicy.REQUIRE_ENCRYPT_REQUIRE_DECRYPT

@@ -76,3 +76,26 @@ def register() -> None:
     """Register the three test formats."""
     for cls in (JsonGcmFormat, JsonCommittingFormat, JsonCtrFormat):
         register_format(cls.name, cls)
+
+
+class JsonPolicedGcmFormat(JsonGcmFormat):
+    """Plain GCM governed by the commitment policy, as S3 V2 is."""
+
+    name = "test-gcm-policed"
+    field = "test-gcm-policed"
+    key_committing = False
+    commitment_policy_applies = True
+
+
+class JsonPolicedCommittingFormat(JsonCommittingFormat):
+    """Committing GCM governed by the commitment policy, as S3 V3 is."""
+
+    name = "test-committing-policed"
+    field = "test-committing-policed"
+    commitment_policy_applies = True
+
+
+def register_policed() -> None:
+    """Register the two formats governed by the commitment policy."""
+    for cls in (JsonPolicedGcmFormat, JsonPolicedCommittingFormat):
+        register_format(cls.name, cls)

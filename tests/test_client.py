@@ -373,3 +373,31 @@ def test_rewrap_keeps_user_metadata_and_replaces_the_envelope(key_a: str, key_b:
     assert after["owner"] == "team-x"
     assert after["cse-v1"] != meta["cse-v1"]
     assert EncryptionClient(key_b).get((store, "k")) == b"data"
+
+
+def test_commitment_policy_governs_writing_and_reading(key_a: str) -> None:
+    from cse.config import CommitmentPolicy
+
+    json_formats.register_policed()
+    store = MemoryStore()
+    with pytest.raises(ConfigurationError, match="forbid-encrypt-allow-decrypt"):
+        EncryptionClient(key_a, format="test-gcm-policed").put((store, "v2"), b"x")
+    writer = EncryptionClient(
+        key_a, format="test-gcm-policed", commitment_policy=CommitmentPolicy.FORBID_ENCRYPT_ALLOW_DECRYPT
+    )
+    writer.put((store, "v2"), b"old style")
+    with pytest.raises(ConfigurationError, match="does not commit to its key.*require-encrypt-allow-decrypt"):
+        EncryptionClient(key_a).get((store, "v2"))
+    reader = EncryptionClient(key_a, commitment_policy="require-encrypt-allow-decrypt")
+    assert reader.get((store, "v2")) == b"old style"
+    assert writer.get((store, "v2")) == b"old style"
+    # Committing objects: written by default, refused by a policy that forbids commitment on encrypt.
+    EncryptionClient(key_a, format="test-committing-policed").put((store, "v3"), b"new")
+    with pytest.raises(ConfigurationError, match="does not allow writing test-committing-policed"):
+        writer.put((store, "v3b"), b"new", format="test-committing-policed")
+    assert EncryptionClient(key_a).get((store, "v3")) == b"new"
+    # Formats outside the policy (cse-v1, CTR) are unaffected by any policy.
+    writer.put((store, "native"), b"n", format="cse-v1")
+    assert EncryptionClient(key_a).get((store, "native")) == b"n"
+    with pytest.raises(ConfigurationError, match="unknown commitment policy"):
+        EncryptionClient(key_a, commitment_policy="sometimes")

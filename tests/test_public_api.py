@@ -14,6 +14,7 @@ import pytest
 import cse
 
 EXPECTED_TOP_LEVEL = {
+    "CommitmentPolicy",
     "ConfigurationError",
     "ContentAlgorithm",
     "CseError",

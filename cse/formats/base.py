@@ -33,6 +33,11 @@ class Format(ABC):
     writable: ClassVar[bool] = True
     #: Whether reading this format is a legacy, opt-in mode.
     legacy: ClassVar[bool] = False
+    #: Whether the format commits to its content key (S3 V3 and cse-v1 do; S3 V2 does not).
+    key_committing: ClassVar[bool] = True
+    #: Whether the client's :class:`~cse.config.CommitmentPolicy` governs this format. True for the S3 family,
+    #: as in the official S3 Encryption Client; formats with no committing variant (OSS) leave it False.
+    commitment_policy_applies: ClassVar[bool] = False
 
     @abstractmethod
     def detect(self, metadata: Mapping[str, str]) -> bool:
