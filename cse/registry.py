@@ -46,6 +46,7 @@ _KNOWN: dict[str, dict[str, tuple[str, str]]] = {
     },
     PROVIDER_GROUP: {
         "rsa": ("cse-rsa", "cse[rsa]"),
+        "aes": ("cse-rsa", "cse[rsa]"),
         "aws-kms": ("cse-aws-kms", "cse[aws]"),
         "aliyun-kms": ("cse-aliyun-kms", "cse[aliyun]"),
     },

@@ -47,13 +47,9 @@ too; ``rsa://relative/key.pem`` is not (``relative`` would be a host name).
 from __future__ import annotations
 
 import hmac
-import json
-import os
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
 from typing import ClassVar
-from urllib.parse import parse_qsl, unquote, urlsplit
 
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
@@ -67,6 +63,7 @@ from cse.exceptions import (
     NoMatchingKeyError,
 )
 from cse.providers import KeyProvider, KeyRequest
+from cse_rsa._uri import KeyFileSpec, parse_key_uri
 from cse_rsa.keys import RsaKey, canonical_material_description
 
 __all__ = ["RsaKeyProvider"]
@@ -74,8 +71,6 @@ __all__ = ["RsaKeyProvider"]
 _A = WrapAlgorithm
 #: Plaintext lengths a PKCS#1 v1.5 unwrap accepts: an AES-256 key and an AES block (the OSS IV).
 _PKCS1_LENGTHS = frozenset({16, 32})
-_URI_HELP = "rsa:///absolute/path/key.pem (three slashes, then an absolute path)"
-_PARAMS = ("passphrase-env", "matdesc", "desc", "also")
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
@@ -144,86 +139,20 @@ def _unwrap(private_key: rsa.RSAPrivateKey, ciphertext: bytes, request: KeyReque
 # -- key URIs ---------------------------------------------------------------------------------------------
 
 
-@dataclass
-class _KeySpec:
-    path: str
-    passphrase_env: str | None = None
-    material_description: dict[str, str] = field(default_factory=dict)
-
-
-def _local_path(raw: str, uri: str, what: str) -> str:
-    path = unquote(raw)
-    if os.name == "nt" and re.match(r"^/[A-Za-z]:[/\\]", path):
-        path = path[1:]
-    if not path:
-        raise ConfigurationError(f"the key URI {uri!r} names no key file; write {_URI_HELP}")
-    if "\x00" in path or not os.path.isabs(path):
+def _check_passphrase_env(value: str, path: str) -> None:
+    if not _ENV_NAME.match(value):
         raise ConfigurationError(
-            f"the key URI {uri!r} gives {what} {path!r}, which is not an absolute path; write {_URI_HELP}"
+            f"passphrase-env={value!r} in the key URI is not an environment variable name"
         )
-    return path
 
 
-def _parse_uri(uri: str) -> list[_KeySpec]:
-    if not isinstance(uri, str):
-        raise ConfigurationError(f"a key URI is a string, not {type(uri).__name__}")
-    parts = urlsplit(uri)
-    if parts.scheme.lower() != RsaKeyProvider.scheme:
-        raise ConfigurationError(f"{uri!r} is not an rsa key URI; write {_URI_HELP}")
-    if parts.netloc not in ("", "localhost"):
-        raise ConfigurationError(
-            f"the key URI {uri!r} reads {parts.netloc!r} as a host name; rsa key URIs take an absolute path: "
-            f"{_URI_HELP}"
-        )
-    if parts.fragment:
-        raise ConfigurationError(f"the key URI {uri!r} has a '#' fragment; percent-encode '#' as %23")
-    specs = [_KeySpec(_local_path(parts.path, uri, "the key file"))]
-    try:
-        params = parse_qsl(parts.query, keep_blank_values=True, strict_parsing=bool(parts.query))
-    except ValueError:
-        raise ConfigurationError(
-            f"the query of the key URI {uri!r} is malformed; it is NAME=VALUE pairs joined by '&'"
-        ) from None
-    for name, value in params:
-        spec = specs[-1]
-        if name == "also":
-            specs.append(_KeySpec(_local_path(value, uri, "the key file also=")))
-        elif name == "passphrase-env":
-            if not _ENV_NAME.match(value):
-                raise ConfigurationError(
-                    f"passphrase-env={value!r} in the key URI is not an environment variable name"
-                )
-            if spec.passphrase_env is not None:
-                raise ConfigurationError(f"the key URI gives passphrase-env twice for key file {spec.path}")
-            spec.passphrase_env = value
-        elif name == "matdesc":
-            try:
-                parsed = json.loads(value)
-            except ValueError:
-                raise ConfigurationError(
-                    f"matdesc= in the key URI for key file {spec.path} is not JSON; give a URL-encoded JSON "
-                    f"object of strings, such as matdesc=%7B%22v%22%3A%221%22%7D"
-                ) from None
-            if not isinstance(parsed, dict) or not all(
-                isinstance(k, str) and isinstance(v, str) for k, v in parsed.items()
-            ):
-                raise ConfigurationError(
-                    f"matdesc= in the key URI for key file {spec.path} must be a JSON object of strings"
-                )
-            spec.material_description.update(parsed)
-        elif name == "desc":
-            key, sep, val = value.partition("=")
-            if not sep or not key:
-                raise ConfigurationError(
-                    f"desc={value!r} in the key URI for key file {spec.path} is not NAME=VALUE "
-                    f"(percent-encode '=' in the value as %3D)"
-                )
-            spec.material_description[key] = val
-        else:
-            raise ConfigurationError(
-                f"unknown parameter {name!r} in the key URI {uri!r}; rsa key URIs take {', '.join(_PARAMS)}"
-            )
-    return specs
+def _parse_uri(uri: str) -> list[KeyFileSpec]:
+    return parse_key_uri(
+        uri,
+        scheme=RsaKeyProvider.scheme,
+        example_file="key.pem",
+        options={"passphrase-env": _check_passphrase_env},
+    )
 
 
 # -- the provider -----------------------------------------------------------------------------------------
@@ -275,7 +204,9 @@ class RsaKeyProvider(KeyProvider):
         """
         keys = [
             RsaKey.from_file(
-                spec.path, passphrase_env=spec.passphrase_env, material_description=spec.material_description
+                spec.path,
+                passphrase_env=spec.options.get("passphrase-env"),
+                material_description=spec.material_description,
             )
             for spec in _parse_uri(uri)
         ]
