@@ -55,7 +55,11 @@ def _modules(package: str) -> list[str]:
     return names
 
 
-MODULES = [m for m in _modules("cse") + _modules("cse_rsa") if m != "cse.__main__"]
+MODULES = [
+    m
+    for m in _modules("cse") + _modules("cse_rsa") + _modules("cse_s3") + _modules("cse_aws_kms")
+    if m != "cse.__main__"
+]
 
 
 def test_top_level_all_is_curated_and_resolves() -> None:
@@ -108,7 +112,9 @@ def test_every_public_function_and_method_has_a_docstring(module_name: str) -> N
 
 
 def test_py_typed_markers_ship() -> None:
+    import cse_aws_kms
     import cse_rsa
+    import cse_s3
 
-    for pkg in (cse, cse_rsa):
+    for pkg in (cse, cse_rsa, cse_s3, cse_aws_kms):
         assert (importlib.resources.files(pkg.__name__) / "py.typed").is_file()
