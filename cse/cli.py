@@ -6,6 +6,7 @@ stays fast and imports no boto3 or oss2.
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import sys
@@ -168,6 +169,26 @@ format_option = click.option(
     help="Format to write: cse-v1, s3-v3, s3-v2, ... or v3/v2 within the store's family "
     "(default: the store's).",
 )
+instruction_option = click.option(
+    "--instruction-file",
+    is_flag=True,
+    help="Store the key material in KEY.instruction (the Java S3 Encryption Client's layout); s3:// only.",
+)
+
+
+def _target(url: str, instruction_file: bool) -> Any:
+    """The object to write: the URL, or (store, key) with the instruction-file layout switched on."""
+    if not instruction_file:
+        return url
+    from cse import registry
+
+    store, key = registry.open_store(url)
+    if not hasattr(store, "write_instruction_file"):
+        _fail(f"--instruction-file applies to stores that have instruction files (s3://), not {url}", 2)
+    store.write_instruction_file = True
+    return store, key
+
+
 policy_option = click.option(
     "--commitment-policy",
     type=click.Choice(
@@ -212,7 +233,7 @@ def keygen_rsa(
     from cse import registry
 
     registry.provider_class("rsa")  # install hint if cse-rsa is missing
-    import cse_rsa
+    cse_rsa = importlib.import_module("cse_rsa")
 
     passphrase = None
     if passphrase_env:
@@ -238,6 +259,7 @@ def keygen_rsa(
 @click.option("--context", "context", multiple=True, metavar="K=V", help="Encryption context entry (repeat).")
 @format_option
 @policy_option
+@instruction_option
 @json_option
 @progress_option
 @_handle_errors
@@ -248,19 +270,21 @@ def put(
     context: tuple[str, ...],
     fmt: str | None,
     commitment_policy: str,
+    instruction_file: bool,
     as_json: bool,
     progress: bool,
 ) -> None:
     """Encrypt LOCAL (a file, or - for stdin) and store it at URL."""
     client = _client(keys, to_keys=keys, format=fmt, commitment_policy=commitment_policy)
+    target = _target(url, instruction_file)
     ctx = _parse_context(context)
     if local == "-":
         with _progress(None, "encrypting", False) as cb:
-            result = client.put(url, sys.stdin.buffer, encryption_context=ctx, callback=cb)
+            result = client.put(target, sys.stdin.buffer, encryption_context=ctx, callback=cb)
     else:
         size = os.path.getsize(local)
         with _progress(size, "encrypting", progress) as cb:
-            result = client.upload_file(local, url, encryption_context=ctx, callback=cb)
+            result = client.upload_file(local, target, encryption_context=ctx, callback=cb)
     data = {
         "url": result.url,
         "size": result.size,
@@ -419,6 +443,7 @@ def rm(url: str, as_json: bool) -> None:
 @format_option
 @legacy_option
 @policy_option
+@instruction_option
 @json_option
 @progress_option
 @_handle_errors
@@ -430,14 +455,16 @@ def cp(
     fmt: str | None,
     allow_legacy: bool,
     commitment_policy: str,
+    instruction_file: bool,
     as_json: bool,
     progress: bool,
 ) -> None:
     """Copy an encrypted object; re-wrap with --to-key (repeat for several), or convert with --format."""
     client = _client(keys, allow_legacy=allow_legacy, commitment_policy=commitment_policy)
+    target = _target(dst, instruction_file)
     size = client.head(src).size
     with _progress(size, "copying", progress) as cb:
-        result = client.copy(src, dst, to_keys=list(to_keys) or None, format=fmt, callback=cb)
+        result = client.copy(src, target, to_keys=list(to_keys) or None, format=fmt, callback=cb)
     data = {"src": src, "dst": result.url, "size": result.size, "format": result.envelope.format}
     _emit(as_json, data, f"{src} -> {result.url} ({result.size} bytes, {result.envelope.format})")
 

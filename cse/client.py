@@ -186,6 +186,11 @@ class _Decrypted:
         self.material = material
         self.codec: ContentCodec = codec_for(envelope.content_algorithm)
         self.size = self.codec.plaintext_length(envelope, info.size)
+        if envelope.plaintext_length is not None and envelope.plaintext_length != self.size:
+            raise MetadataError(
+                f"{store.url(key)}: its encryption metadata records a plaintext length of "
+                f"{envelope.plaintext_length} bytes, but the stored body holds {self.size}"
+            )
 
 
 def detect_format(
@@ -536,8 +541,12 @@ class EncryptionClient:
     ) -> PutResult:
         cfg = self.config
         part_size = self._part_size(store, envelope.plaintext_length)
-        step = codec_for(envelope.content_algorithm).plaintext_chunk(envelope, cfg.chunk_size)
-        slack = encryptor.output_size(step)
+        codec = codec_for(envelope.content_algorithm)
+        step = codec.plaintext_chunk(envelope, cfg.chunk_size)
+        # Reads are cut to fill parts exactly, in multiples of the codec's unit (whole cse-v1 segments, so
+        # they are sealed in place); a buffer holds a part plus what one read can add beyond it.
+        unit = codec.plaintext_chunk(envelope, 1)
+        capacity = part_size + encryptor.output_size(step) - step + unit + 64
         upload_id = store.create_multipart(key, fmt.encode(envelope))
         part_headers = fmt.part_headers(envelope)
         free: list[bytearray] = []
@@ -574,7 +583,7 @@ class EncryptionClient:
             while len(pending) >= cfg.max_concurrency:
                 collect(block=True)
             collect(block=False)
-            return free.pop() if free else bytearray(part_size + slack)
+            return free.pop() if free else bytearray(capacity)
 
         try:
             with ThreadPoolExecutor(max_workers=cfg.max_concurrency, thread_name_prefix="cse-part") as pool:
@@ -586,8 +595,8 @@ class EncryptionClient:
                     pending[pool.submit(upload, number, memoryview(data)[:size])] = data
 
                 def spill(buf: bytearray, fill: int) -> tuple[bytearray, int]:
-                    # Send full parts while more bytes follow them; the last part is never empty.
-                    while fill > part_size:
+                    # Send every full part; what runs past it starts the next one.
+                    while fill >= part_size:
                         fresh = take()
                         fresh[: fill - part_size] = buf[part_size:fill]
                         submit(buf, part_size)
@@ -597,10 +606,12 @@ class EncryptionClient:
                 buf, fill = take(), 0
                 chunk = memoryview(bytearray(step))
                 while True:
+                    want = min(step, part_size - fill)
+                    want = want - want % unit if want >= unit else unit
                     if len(head):
-                        piece, head = head[:step], head[step:]
+                        piece, head = head[:want], head[want:]
                     else:
-                        piece = chunk[: source.readinto(chunk)]
+                        piece = chunk[: source.readinto(chunk[:want])]
                     if not len(piece):
                         break
                     total_plain += len(piece)
@@ -617,7 +628,8 @@ class EncryptionClient:
                 trailer = encryptor.finalize()
                 buf[fill : fill + len(trailer)] = trailer
                 buf, fill = spill(buf, fill + len(trailer))
-                submit(buf, fill)
+                if fill or not number:  # the last part holds the rest; an empty one only for an empty object
+                    submit(buf, fill)
                 while pending:
                     collect(block=True)
             done.sort(key=lambda p: p.part_number)

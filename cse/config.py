@@ -17,12 +17,13 @@ MiB = 1024 * 1024
 class TransferConfig:
     """How cse moves bytes: thresholds, part sizes, concurrency and memory caps.
 
-    Worst-case memory of one transfer, beyond the interpreter itself:
+    Worst-case memory of one transfer, beyond the interpreter and the store's SDK:
 
-    * upload (``put``, ``upload_file``): ``(max_concurrency + 1) * (part_size + 2 * chunk_size)`` of
-      ciphertext part buffers plus ``chunk_size`` of plaintext (with ``segment_size`` in place of
-      ``chunk_size`` if larger); with the defaults, 5 * 10 MiB + 1 MiB, about 51 MiB. Objects no larger than
-      ``multipart_threshold`` go in one request and hold their plaintext and ciphertext: at most
+    * upload (``put``, ``upload_file``): ``(max_concurrency + 1)`` part buffers of ``part_size`` plus the
+      encryptor's overhead for one read (a few bytes for GCM and CTR, about two segments for cse-v1), plus
+      ``chunk_size`` of plaintext: with the defaults, 3 * ~8 MiB + 1 MiB, about 25 MiB. Each part in flight
+      also costs the store's SDK some working memory (botocore: about 3 MiB per 8 MiB part). Objects no
+      larger than ``multipart_threshold`` go in one request and hold their plaintext and ciphertext: at most
       ``2 * multipart_threshold`` (32 MiB). A stream of unknown length first buffers up to
       ``multipart_threshold`` to see whether it fits in one request.
     * download (``download_file``, streaming ``open``, ranged reads): ``2 * chunk_size + segment_size``,
@@ -31,6 +32,9 @@ class TransferConfig:
       ``delayed_authentication``: the plaintext is held until its tag verifies, up to
       ``max_authenticated_buffer`` (64 MiB); larger objects raise
       :class:`~cse.exceptions.AuthenticatedSizeLimitError`.
+
+    The defaults keep a 1 GiB upload and download through boto3 under 128 MiB of peak RSS (``nox -s large``);
+    raise ``max_concurrency`` for more parallel parts at about ``part_size + 3 MiB`` each.
     """
 
     #: Plaintext size above which uploads go multipart.
@@ -38,7 +42,7 @@ class TransferConfig:
     #: Ciphertext bytes per part (all parts but the last). Stores may raise it to fit their part limits.
     part_size: int = 8 * MiB
     #: Parts uploaded at once.
-    max_concurrency: int = 4
+    max_concurrency: int = 2
     #: Bytes read, encrypted or decrypted per step.
     chunk_size: int = 1 * MiB
     #: Largest whole-object-authenticated plaintext held in memory by ``get``/``open``.
