@@ -301,6 +301,9 @@ def put(
 @click.argument("local", type=click.Path(dir_okay=False, allow_dash=True))
 @key_option
 @click.option("--delayed-authentication", is_flag=True, help="With - : stream before the tag is checked.")
+@click.option(
+    "--context", "context", multiple=True, metavar="K=V", help="Expected encryption context entry (repeat)."
+)
 @legacy_option
 @policy_option
 @json_option
@@ -311,12 +314,14 @@ def get(
     local: str,
     keys: tuple[str, ...],
     delayed_authentication: bool,
+    context: tuple[str, ...],
     allow_legacy: bool,
     commitment_policy: str,
     as_json: bool,
     progress: bool,
 ) -> None:
     """Decrypt URL into LOCAL. The file appears only after the whole object verified."""
+    expected = _parse_context(context) if context else None
     client = _client(
         keys,
         delayed_authentication=delayed_authentication,
@@ -324,13 +329,13 @@ def get(
         commitment_policy=commitment_policy,
     )
     if local == "-":
-        for chunk in client.iter_chunks(url):
+        for chunk in client.iter_chunks(url, encryption_context=expected):
             sys.stdout.buffer.write(chunk)
         sys.stdout.buffer.flush()
         return
     size = client.head(url).size
     with _progress(size, "decrypting", progress) as cb:
-        head = client.download_file(url, local, callback=cb)
+        head = client.download_file(url, local, callback=cb, encryption_context=expected)
     _emit(
         as_json,
         {"url": head.url, "path": local, "size": head.size, "format": head.envelope.format},
@@ -354,6 +359,9 @@ def get(
     is_flag=True,
     help="Allow unverified ranged reads of objects authenticated only as a whole.",
 )
+@click.option(
+    "--context", "context", multiple=True, metavar="K=V", help="Expected encryption context entry (repeat)."
+)
 @legacy_option
 @policy_option
 @_handle_errors
@@ -363,10 +371,12 @@ def cat(
     byte_range: str | None,
     delayed_authentication: bool,
     allow_unauthenticated_ranges: bool,
+    context: tuple[str, ...],
     allow_legacy: bool,
     commitment_policy: str,
 ) -> None:
     """Decrypt URL (or a byte range of it) to stdout."""
+    expected = _parse_context(context) if context else None
     client = _client(
         keys,
         delayed_authentication=delayed_authentication,
@@ -375,7 +385,7 @@ def cat(
         commitment_policy=commitment_policy,
     )
     out = sys.stdout.buffer
-    for chunk in client.iter_chunks(url, range=byte_range):
+    for chunk in client.iter_chunks(url, range=byte_range, encryption_context=expected):
         out.write(chunk)
     out.flush()
 

@@ -26,6 +26,7 @@ from cse.exceptions import (
     AuthenticatedSizeLimitError,
     ConfigurationError,
     DecryptionError,
+    EncryptionContextMismatchError,
     EncryptionError,
     MetadataError,
     MultipartError,
@@ -236,6 +237,18 @@ def _full_format_name(name: str, store: Store) -> str:
     return f"{family}-{name}"
 
 
+def _check_context(fmt: Format, envelope: Envelope, expected: Mapping[str, str], where: str) -> None:
+    """The stored context, less the format's reserved keys, must equal the one the reader expects."""
+    stored = {k: v for k, v in envelope.encryption_context.items() if k not in fmt.reserved_context_keys}
+    wanted = dict(expected)
+    if stored != wanted:
+        differ = sorted(k for k in stored.keys() | wanted.keys() if stored.get(k) != wanted.get(k))
+        raise EncryptionContextMismatchError(
+            f"{where} was encrypted under another encryption context than the one given: the keys "
+            f"{', '.join(map(repr, differ))} differ (stored context: {stored})"
+        )
+
+
 def head_object(store: Store, key: str, *, allow_legacy: bool = False) -> HeadResult:
     """Describe an encrypted object without any key: plaintext size, envelope, metadata."""
     info, _, envelope = _read_envelope(store, key, allow_legacy)
@@ -381,9 +394,11 @@ class EncryptionClient:
             )
         raise DecryptionError()
 
-    def _open(self, ref: ObjectRef) -> _Decrypted:
+    def _open(self, ref: ObjectRef, expected_context: Mapping[str, str] | None = None) -> _Decrypted:
         store, key = self.resolve(ref)
         info, fmt, envelope = _read_envelope(store, key, self.allow_legacy)
+        if expected_context is not None:
+            _check_context(fmt, envelope, expected_context, store.url(key))
         if (
             fmt.commitment_policy_applies
             and not fmt.key_committing
@@ -745,14 +760,23 @@ class EncryptionClient:
         if len(tail):
             yield tail
 
-    def get(self, ref: ObjectRef, *, range: ByteRange | str | None = None) -> bytes:
+    def get(
+        self,
+        ref: ObjectRef,
+        *,
+        range: ByteRange | str | None = None,
+        encryption_context: Mapping[str, str] | None = None,
+    ) -> bytes:
         """Decrypt an object (or a byte range of it) into memory, verified.
 
         Objects authenticated only as a whole (S3 V2/V3) are held until their tag verifies, up to
         ``config.max_authenticated_buffer``; larger ones raise
         :class:`~cse.exceptions.AuthenticatedSizeLimitError` unless ``delayed_authentication`` is set.
+        With ``encryption_context``, the object's stored context (less the format's reserved keys) must equal
+        it, or :class:`~cse.exceptions.EncryptionContextMismatchError` is raised; the same holds for
+        ``iter_chunks``, ``open`` and ``download_file``.
         """
-        obj = self._open(ref)
+        obj = self._open(ref, encryption_context)
         start, end = self._range(obj, range)
         if obj.codec.authentication == "object" and (start, end) == (0, obj.size - 1):
             self._check_buffer_cap(obj)
@@ -779,7 +803,13 @@ class EncryptionClient:
         parsed = parse_range(byte_range) if isinstance(byte_range, str) else byte_range
         return resolve_range(parsed, obj.size)
 
-    def iter_chunks(self, ref: ObjectRef, *, range: ByteRange | str | None = None) -> Iterator[bytes]:
+    def iter_chunks(
+        self,
+        ref: ObjectRef,
+        *,
+        range: ByteRange | str | None = None,
+        encryption_context: Mapping[str, str] | None = None,
+    ) -> Iterator[bytes]:
         """Stream decrypted plaintext in chunks.
 
         Every chunk is verified before it is yielded for cse-v1 and for formats without authentication.
@@ -787,7 +817,7 @@ class EncryptionClient:
         the buffer cap), unless ``delayed_authentication`` is set: then they are yielded unverified and the
         tag is checked at the end (raising :class:`~cse.exceptions.DecryptionError` there).
         """
-        obj = self._open(ref)
+        obj = self._open(ref, encryption_context)
         start, end = self._range(obj, range)
         whole_only = obj.codec.authentication == "object" and (start, end) == (0, obj.size - 1)
         if whole_only and not self.delayed_authentication:
@@ -798,7 +828,9 @@ class EncryptionClient:
         for piece in self._stream(obj, start, end):
             yield bytes(piece)
 
-    def open(self, ref: ObjectRef) -> DecryptingReader:
+    def open(
+        self, ref: ObjectRef, *, encryption_context: Mapping[str, str] | None = None
+    ) -> DecryptingReader:
         """A read-only, file-like view of the plaintext.
 
         Seekable for cse-v1 and for unauthenticated formats (each read fetches only what it needs, and
@@ -806,18 +838,23 @@ class EncryptionClient:
         verified into memory first (up to the buffer cap), or streamed unverified with
         ``delayed_authentication`` (then it is not seekable).
         """
-        obj = self._open(ref)
+        obj = self._open(ref, encryption_context)
         return DecryptingReader(self, obj)
 
     def download_file(
-        self, ref: ObjectRef, path: str | os.PathLike[str], *, callback: Callback | None = None
+        self,
+        ref: ObjectRef,
+        path: str | os.PathLike[str],
+        *,
+        callback: Callback | None = None,
+        encryption_context: Mapping[str, str] | None = None,
     ) -> HeadResult:
         """Decrypt an object into a local file, atomically.
 
         The plaintext goes to a temporary file beside ``path``, which is renamed into place only after the
         whole object verified. On any failure, no file (and no partial file) is left at ``path``.
         """
-        obj = self._open(ref)
+        obj = self._open(ref, encryption_context)
         target = Path(path)
         directory = target.parent if str(target.parent) else Path(".")
         try:

@@ -21,6 +21,7 @@ callers never need to import boto3, oss2 or botocore to handle a failure::
         │                             wrong key), with one opaque message
         ├── MetadataError             the encryption metadata is missing or malformed; names the field
         ├── NoMatchingKeyError        no configured key can unwrap the object; names what was asked for
+        ├── EncryptionContextMismatchError  the object's context is not the one the reader expects
         └── AuthenticatedSizeLimitError  the object is too large to authenticate in memory;
                                       names the two ways out
 
@@ -34,6 +35,7 @@ __all__ = [
     "ConfigurationError",
     "CseError",
     "DecryptionError",
+    "EncryptionContextMismatchError",
     "EncryptionError",
     "InvalidRangeError",
     "KeyMaterialError",
@@ -123,6 +125,13 @@ class NoMatchingKeyError(DecryptionError):
     """None of the configured key providers can unwrap the object's content key.
 
     The message names the key ids, wrap algorithms and material descriptions that the object asks for.
+    """
+
+
+class EncryptionContextMismatchError(DecryptionError):
+    """The reader gave the encryption context it expects, and the object's stored context differs.
+
+    The message names the keys that differ (contexts are authenticated, not secret).
     """
 
 

@@ -52,6 +52,13 @@ def test_every_command_on_s3(env: dict[str, str], tmp_path: Path, s3_client: Any
     _ok("get", url, str(tmp_path / "out.bin"), "--key", key)
     assert (tmp_path / "out.bin").read_bytes() == data
     assert _run("cat", url, "--key", key).stdout_bytes == data
+    assert _run("cat", url, "--key", key, "--context", "team=ops").stdout_bytes == data
+    mismatch = _run("cat", url, "--key", key, "--context", "team=dev")
+    assert (
+        mismatch.exit_code == 1
+        and "'team'" in mismatch.output
+        and not mismatch.stdout_bytes.startswith(data[:16])
+    )
     ranged = _run("cat", url, "--key", key, "--range", "100-199")
     assert ranged.exit_code == 1 and "allow-unauthenticated-ranges" in ranged.output
     ranged = _run("cat", url, "--key", key, "--range", "100-199", "--allow-unauthenticated-ranges")

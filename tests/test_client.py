@@ -401,3 +401,28 @@ def test_commitment_policy_governs_writing_and_reading(key_a: str) -> None:
     assert EncryptionClient(key_a).get((store, "native")) == b"n"
     with pytest.raises(ConfigurationError, match="unknown commitment policy"):
         EncryptionClient(key_a, commitment_policy="sometimes")
+
+
+def test_an_expected_encryption_context_must_match(key_a: str, tmp_path: Path) -> None:
+    from cse.exceptions import EncryptionContextMismatchError
+
+    store = MemoryStore()
+    client = EncryptionClient(key_a)
+    client.put((store, "k"), b"ctx", encryption_context={"tenant": "t1", "purpose": "audit"})
+    assert client.get((store, "k"), encryption_context={"purpose": "audit", "tenant": "t1"}) == b"ctx"
+    for wrong in (
+        {"tenant": "t2", "purpose": "audit"},
+        {"tenant": "t1"},
+        {},
+        {"tenant": "t1", "purpose": "audit", "x": "1"},
+    ):
+        with pytest.raises(EncryptionContextMismatchError) as info:
+            client.get((store, "k"), encryption_context=wrong)
+        assert isinstance(info.value, DecryptionError)
+    with pytest.raises(EncryptionContextMismatchError, match="'tenant'"):
+        client.download_file(
+            (store, "k"), tmp_path / "out", encryption_context={"tenant": "t2", "purpose": "audit"}
+        )
+    assert not (tmp_path / "out").exists()
+    with pytest.raises(EncryptionContextMismatchError):
+        client.open((store, "k"), encryption_context={"tenant": "t2"})

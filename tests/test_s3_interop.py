@@ -161,3 +161,20 @@ def test_default_policy_refuses_v2_and_names_the_opt_in(official: Any, cse_side:
     client, store = cse_side(3)
     with pytest.raises(Exception, match="require-encrypt-allow-decrypt"):
         client.get((store, "v2"))
+
+
+def test_expected_context_is_checked_like_the_official_client(
+    official: Any, cse_side: Any, s3_bucket: str
+) -> None:
+    from cse.exceptions import EncryptionContextMismatchError
+
+    context = {"department": "finance"}
+    official(3).put_object(Bucket=s3_bucket, Key="ctx", Body=b"ledger", EncryptionContext=context)
+    client, store = cse_side(3)
+    # The stored context also holds aws:x-amz-cek-alg, which the format reserves: it is not compared.
+    assert "aws:x-amz-cek-alg" in client.head((store, "ctx")).envelope.encryption_context
+    assert client.get((store, "ctx"), encryption_context=context) == b"ledger"
+    with pytest.raises(EncryptionContextMismatchError, match="'department'"):
+        client.get((store, "ctx"), encryption_context={"department": "sales"})
+    with pytest.raises(Exception):  # the official client refuses the same mismatch
+        _official_get(official(3), s3_bucket, "ctx", {"department": "sales"})

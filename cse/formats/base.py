@@ -38,6 +38,9 @@ class Format(ABC):
     #: Whether the client's :class:`~cse.config.CommitmentPolicy` governs this format. True for the S3 family,
     #: as in the official S3 Encryption Client; formats with no committing variant (OSS) leave it False.
     commitment_policy_applies: ClassVar[bool] = False
+    #: Context keys the format itself adds (S3: ``aws:x-amz-cek-alg``), left out when a reader's expected
+    #: encryption context is compared with the stored one.
+    reserved_context_keys: ClassVar[frozenset[str]] = frozenset()
 
     @abstractmethod
     def detect(self, metadata: Mapping[str, str]) -> bool:

@@ -338,6 +338,7 @@ class _S3Format(Format):
     """What the three S3 formats share."""
 
     commitment_policy_applies: ClassVar[bool] = True
+    reserved_context_keys: ClassVar[frozenset[str]] = frozenset({RESERVED_CONTEXT_KEY, KMS_CMK_ID})
     #: The keys whose presence makes :meth:`detect` claim the metadata.
     _markers: ClassVar[tuple[str, ...]] = ()
 
