@@ -41,22 +41,22 @@ import binascii
 import hashlib
 import os
 import string
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from types import MappingProxyType
 from typing import ClassVar
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from cse.envelope import WrapAlgorithm, WrappedKey
+from cse.envelope import WrapAlgorithm
 from cse.exceptions import (
     ConfigurationError,
     DecryptionError,
     KeyMaterialError,
     KeyProviderError,
-    NoMatchingKeyError,
 )
-from cse.providers import KeyProvider, KeyRequest
+from cse.providers import KeyRequest
+from cse_rsa._keyset import LocalKeySetProvider
 from cse_rsa._uri import parse_key_uri
 from cse_rsa.keys import (
     StrPath,
@@ -65,7 +65,6 @@ from cse_rsa.keys import (
     _unlink_quietly,
     _write_new,
     _write_temporary,
-    canonical_material_description,
 )
 
 __all__ = ["AES_KEY_BYTES", "AesKey", "AesKeyProvider", "generate_aes_key"]
@@ -253,7 +252,7 @@ def generate_aes_key(
     return AesKey(key, material_description=material_description, source=name)
 
 
-class AesKeyProvider(KeyProvider):
+class AesKeyProvider(LocalKeySetProvider[AesKey]):
     """Wraps content keys with local AES-256 keys (S3 ``AES/GCM``).
 
     ``keys`` is one :class:`AesKey` or several: the first wraps new objects (its key id and material
@@ -264,19 +263,9 @@ class AesKeyProvider(KeyProvider):
 
     scheme: ClassVar[str] = "aes"
     wrap_algorithms: ClassVar[tuple[str, ...]] = (WrapAlgorithm.AES_GCM,)
-
-    def __init__(self, keys: AesKey | Iterable[AesKey]) -> None:
-        """Use ``keys`` (one key or several, the first wraps); raise ConfigurationError if there are none."""
-        chosen = (keys,) if isinstance(keys, AesKey) else tuple(keys)
-        if not chosen:
-            raise ConfigurationError("an aes key provider needs at least one AesKey")
-        for key in chosen:
-            if not isinstance(key, AesKey):
-                raise ConfigurationError(
-                    f"an aes key provider takes AesKey objects, not {type(key).__name__} "
-                    f"(load a key file with AesKey.from_file)"
-                )
-        self._keys: tuple[AesKey, ...] = chosen
+    _key_class = AesKey
+    _kind = "AES"
+    _load_hint = "load a key file with AesKey.from_file"
 
     @classmethod
     def from_uri(cls, uri: str) -> AesKeyProvider:
@@ -288,21 +277,6 @@ class AesKeyProvider(KeyProvider):
         specs = parse_key_uri(uri, scheme=cls.scheme, example_file="key.bin")
         return cls([AesKey.from_file(s.path, material_description=s.material_description) for s in specs])
 
-    @property
-    def keys(self) -> tuple[AesKey, ...]:
-        """The keys, the wrapping key first."""
-        return self._keys
-
-    @property
-    def key_id(self) -> str:
-        """The key id of the wrapping (first) key: ``sha256:`` and 32 hex digits."""
-        return self._keys[0].key_id
-
-    @property
-    def material_description(self) -> Mapping[str, str]:
-        """The material description of the wrapping (first) key."""
-        return self._keys[0].material_description
-
     def describe(self) -> str:
         """A one-line, secret-free description: the wrapping key, its file, and how many more keys."""
         first = self._keys[0]
@@ -311,42 +285,13 @@ class AesKeyProvider(KeyProvider):
         also = f", and {more} more key{'s' if more > 1 else ''}" if more else ""
         return f"aes:{first.key_id} (256-bit AES key{where}{also})"
 
-    def __repr__(self) -> str:
-        return f"AesKeyProvider(keys={list(self._keys)!r})"
-
-    def _check_algorithm(self, algorithm: str) -> None:
-        if algorithm not in self.wrap_algorithms:
-            raise ConfigurationError(
-                f"the aes key provider does not implement the wrap algorithm {algorithm!r}; it implements "
-                f"{', '.join(self.wrap_algorithms)}"
-            )
-
-    def _select(self, key_id: str | None, material_description: Mapping[str, str]) -> list[AesKey]:
-        if key_id is not None:
-            return [key for key in self._keys if key.key_id == key_id]
-        return [key for key in self._keys if key.matches(material_description)]
-
-    def can_unwrap(self, wrapped: WrappedKey) -> bool:
-        """Whether ``wrapped`` is ``AES/GCM`` and its key id (else material description) selects a key."""
-        if not super().can_unwrap(wrapped):
-            return False
-        return bool(self._select(wrapped.key_id, wrapped.material_description))
-
     def wrap(self, plaintext: bytes, request: KeyRequest) -> bytes:
         """Wrap ``plaintext`` with the first key, the AAD being ``request.content_algorithm``.
 
         ``request.material_description`` must be this provider's :attr:`material_description` (the one the
         format records), else the object could not select its key again: that is a ConfigurationError.
         """
-        self._check_algorithm(request.wrap_algorithm)
-        key = self._keys[0]
-        if not key.matches(request.material_description):
-            asked = canonical_material_description(request.material_description)
-            own = canonical_material_description(key.material_description)
-            raise ConfigurationError(
-                f"the material description to record, {asked}, is not the one of the wrapping AES key "
-                f"{key.key_id}, {own}; pass the provider's material_description in the KeyRequest"
-            )
+        key = self._wrapping_key(request)
         secret = bytes(plaintext)
         if not secret:
             raise KeyProviderError("nothing to wrap: the secret is empty")
@@ -358,20 +303,7 @@ class AesKeyProvider(KeyProvider):
         Raises :class:`~cse.exceptions.NoMatchingKeyError` if no key is selected, and the opaque
         :class:`~cse.exceptions.DecryptionError` if none of them opens the ciphertext.
         """
-        self._check_algorithm(request.wrap_algorithm)
-        selected = self._select(request.key_id, request.material_description)
-        if not selected:
-            asked = (
-                f"key id {request.key_id}"
-                if request.key_id is not None
-                else f"material description {canonical_material_description(request.material_description)}"
-            )
-            inventory = "; ".join(
-                f"{k.key_id} {canonical_material_description(k.material_description)}" for k in self._keys
-            )
-            raise NoMatchingKeyError(
-                f"no key of this aes key provider matches the {asked}; the provider has: {inventory}"
-            )
+        selected = self._unwrapping_keys(request)
         data = bytes(ciphertext)
         aad = request.content_algorithm.encode("utf-8")
         for key in selected:

@@ -48,21 +48,20 @@ from __future__ import annotations
 
 import hmac
 import re
-from collections.abc import Iterable, Mapping
 from typing import ClassVar
 
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
-from cse.envelope import WrapAlgorithm, WrappedKey
+from cse.envelope import WrapAlgorithm
 from cse.exceptions import (
     ConfigurationError,
     DecryptionError,
     KeyMaterialError,
     KeyProviderError,
-    NoMatchingKeyError,
 )
-from cse.providers import KeyProvider, KeyRequest
+from cse.providers import KeyRequest
+from cse_rsa._keyset import LocalKeySetProvider
 from cse_rsa._uri import KeyFileSpec, parse_key_uri
 from cse_rsa.keys import RsaKey, canonical_material_description
 
@@ -158,7 +157,7 @@ def _parse_uri(uri: str) -> list[KeyFileSpec]:
 # -- the provider -----------------------------------------------------------------------------------------
 
 
-class RsaKeyProvider(KeyProvider):
+class RsaKeyProvider(LocalKeySetProvider[RsaKey]):
     """Wraps content keys with local RSA keys.
 
     ``keys`` is one :class:`~cse_rsa.RsaKey` or several: the first wraps new objects (its key id and
@@ -180,19 +179,9 @@ class RsaKeyProvider(KeyProvider):
         _A.RSA_OAEP_SHA1_OSS,
     )
     unwrap_only_algorithms: ClassVar[tuple[str, ...]] = (_A.RSA_OAEP_SHA1_OSS,)
-
-    def __init__(self, keys: RsaKey | Iterable[RsaKey]) -> None:
-        """Use ``keys`` (one key or several, the first wraps); raise ConfigurationError if there are none."""
-        chosen = (keys,) if isinstance(keys, RsaKey) else tuple(keys)
-        if not chosen:
-            raise ConfigurationError("an rsa key provider needs at least one RsaKey")
-        for key in chosen:
-            if not isinstance(key, RsaKey):
-                raise ConfigurationError(
-                    f"an rsa key provider takes RsaKey objects, not {type(key).__name__} "
-                    f"(load a PEM file with RsaKey.from_file)"
-                )
-        self._keys: tuple[RsaKey, ...] = chosen
+    _key_class = RsaKey
+    _kind = "RSA"
+    _load_hint = "load a PEM file with RsaKey.from_file"
 
     @classmethod
     def from_uri(cls, uri: str) -> RsaKeyProvider:
@@ -212,23 +201,6 @@ class RsaKeyProvider(KeyProvider):
         ]
         return cls(keys)
 
-    # -- description -----------------------------------------------------------------------------------
-
-    @property
-    def keys(self) -> tuple[RsaKey, ...]:
-        """The keys, the wrapping key first."""
-        return self._keys
-
-    @property
-    def key_id(self) -> str:
-        """The key id of the wrapping (first) key: ``sha256:`` and 32 hex digits."""
-        return self._keys[0].key_id
-
-    @property
-    def material_description(self) -> Mapping[str, str]:
-        """The material description of the wrapping (first) key."""
-        return self._keys[0].material_description
-
     def describe(self) -> str:
         """A one-line, secret-free description: the wrapping key, its file, and how many more keys."""
         first = self._keys[0]
@@ -237,35 +209,6 @@ class RsaKeyProvider(KeyProvider):
         more = len(self._keys) - 1
         also = f", and {more} more key{'s' if more > 1 else ''}" if more else ""
         return f"rsa:{first.key_id} ({first.bits}-bit {kind} key{where}{also})"
-
-    def __repr__(self) -> str:
-        return f"RsaKeyProvider(keys={list(self._keys)!r})"
-
-    # -- selection -------------------------------------------------------------------------------------
-
-    def _check_algorithm(self, algorithm: str) -> None:
-        if algorithm not in self.wrap_algorithms:
-            raise ConfigurationError(
-                f"the rsa key provider does not implement the wrap algorithm {algorithm!r}; it implements "
-                f"{', '.join(self.wrap_algorithms)}"
-            )
-
-    def _select(self, key_id: str | None, material_description: Mapping[str, str]) -> list[RsaKey]:
-        if key_id is not None:
-            return [key for key in self._keys if key.key_id == key_id]
-        return [key for key in self._keys if key.matches(material_description)]
-
-    def _inventory(self) -> str:
-        return "; ".join(
-            f"{k.key_id} {canonical_material_description(k.material_description)}" for k in self._keys
-        )
-
-    def can_unwrap(self, wrapped: WrappedKey) -> bool:
-        """Whether ``wrapped`` uses one of our wrap algorithms and its key id (else material description)
-        selects one of our keys. A public-only key counts: unwrapping then says the private key is needed."""
-        if not super().can_unwrap(wrapped):
-            return False
-        return bool(self._select(wrapped.key_id, wrapped.material_description))
 
     # -- wrap and unwrap -------------------------------------------------------------------------------
 
@@ -281,14 +224,7 @@ class RsaKeyProvider(KeyProvider):
                 f"{request.wrap_algorithm} is the deprecated OSS LocalRsaProvider wrapping; cse unwraps "
                 f"it as read-only legacy but never writes it (write {_A.RSA_PKCS1} for OSS instead)"
             )
-        key = self._keys[0]
-        if not key.matches(request.material_description):
-            asked = canonical_material_description(request.material_description)
-            own = canonical_material_description(key.material_description)
-            raise ConfigurationError(
-                f"the material description to record, {asked}, is not the one of the wrapping RSA key "
-                f"{key.key_id}, {own}; pass the provider's material_description in the KeyRequest"
-            )
+        key = self._wrapping_key(request)
         return _wrap(key.public_key, bytes(plaintext), request)
 
     def unwrap(self, ciphertext: bytes, request: KeyRequest) -> bytes:
@@ -298,17 +234,7 @@ class RsaKeyProvider(KeyProvider):
         :class:`~cse.exceptions.KeyMaterialError` if the selected keys are public-only, and the opaque
         :class:`~cse.exceptions.DecryptionError` if none of them opens the ciphertext.
         """
-        self._check_algorithm(request.wrap_algorithm)
-        selected = self._select(request.key_id, request.material_description)
-        if not selected:
-            asked = (
-                f"key id {request.key_id}"
-                if request.key_id is not None
-                else f"material description {canonical_material_description(request.material_description)}"
-            )
-            raise NoMatchingKeyError(
-                f"no key of this rsa key provider matches the {asked}; the provider has: {self._inventory()}"
-            )
+        selected = self._unwrapping_keys(request)
         private = [key.private_key for key in selected if key.private_key is not None]
         if not private:
             raise KeyMaterialError(
