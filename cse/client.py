@@ -562,6 +562,9 @@ class EncryptionClient:
         # they are sealed in place); a buffer holds a part plus what one read can add beyond it.
         unit = codec.plaintext_chunk(envelope, 1)
         capacity = part_size + encryptor.output_size(step) - step + unit + 64
+        # Formats that record the multipart layout (OSS: data-size, part-size) get it; the others ignore it.
+        layout = {"data_size": envelope.plaintext_length, "part_size": part_size}
+        envelope = envelope.model_copy(update=layout)
         upload_id = store.create_multipart(key, fmt.encode(envelope))
         part_headers = fmt.part_headers(envelope)
         free: list[bytearray] = []

@@ -79,9 +79,16 @@ def _load(group: str, name: str) -> Any:
         known = _KNOWN[group].get(name)
         if known is not None:
             dist, extra = known
+            try:
+                version = metadata.version(dist)
+            except metadata.PackageNotFoundError:
+                raise MissingExtraError(
+                    f"the {_WHAT[group]} {name!r} needs the {dist} distribution, which is not installed; "
+                    f"install it with: pip install '{extra}'"
+                ) from None
             raise MissingExtraError(
-                f"the {_WHAT[group]} {name!r} needs the {dist} distribution, which is not installed; "
-                f"install it with: pip install '{extra}'"
+                f"the {_WHAT[group]} {name!r} needs a {dist} that provides it, and the installed {dist} "
+                f"{version} does not; upgrade it with: pip install --upgrade '{extra}'"
             )
         raise UnknownSchemeError(
             f"unknown {_WHAT[group]} {name!r}; available: {', '.join(_names(group)) or 'none'}"

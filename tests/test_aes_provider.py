@@ -413,7 +413,15 @@ def test_install_hint_names_the_distribution(monkeypatch: pytest.MonkeyPatch) ->
     def without_aes(group: str) -> dict[str, metadata.EntryPoint]:
         return {k: v for k, v in real(group).items() if k != "aes"}
 
+    real_version = metadata.version
+
+    def version(name: str) -> str:
+        if name == "cse-rsa":
+            raise metadata.PackageNotFoundError(name)
+        return real_version(name)
+
     monkeypatch.setattr(registry, "_entry_points", without_aes)
+    monkeypatch.setattr(registry.metadata, "version", version)
     monkeypatch.setattr(registry, "_loaded", {group: {} for group in registry._loaded})
     with pytest.raises(MissingExtraError, match=r"needs the cse-rsa distribution.*pip install 'cse\[rsa\]'"):
         registry.open_provider("aes:///k.bin")

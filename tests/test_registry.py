@@ -78,7 +78,8 @@ def test_missing_extras_name_what_to_install(call: Any, name: str, dist: str, ex
         pytest.skip(f"{dist} is installed")
     with pytest.raises(MissingExtraError) as info:
         call()
-    assert dist in str(info.value) and f"pip install '{extra}'" in str(info.value)
+    message = str(info.value)
+    assert dist in message and f"'{extra}'" in message and "pip install" in message
     assert isinstance(info.value, ImportError) and isinstance(info.value, ConfigurationError)
 
 
@@ -106,3 +107,13 @@ def test_a_broken_plugin_is_reported_as_missing_extra(monkeypatch: pytest.Monkey
     monkeypatch.setattr(registry, "_entry_points", fake)
     with pytest.raises(MissingExtraError, match="could not be imported.*cse_no_such_module"):
         registry.store_class("broken")
+
+
+def test_an_installed_distribution_without_the_plugin_says_to_upgrade(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setitem(registry._KNOWN[registry.STORE_GROUP], "nostore", ("cse", "cse[all]"))
+    with pytest.raises(
+        MissingExtraError, match=r"the installed cse \S+ does not; upgrade it with: pip install --upgrade"
+    ):
+        registry.open_store("nostore://bucket/key")
