@@ -28,6 +28,7 @@ from pydantic import ValidationError
 from cse.envelope import ContentAlgorithm, Envelope, WrapAlgorithm, WrappedKey
 from cse.exceptions import MetadataError
 from cse.formats.base import Format
+from cse.formats.fields import first_validation_error
 
 __all__ = ["METADATA_KEY", "NativeFormat"]
 
@@ -146,7 +147,9 @@ class NativeFormat(Format):
                     )
                 )
             except ValidationError as exc:
-                raise MetadataError(f"cse-v1 metadata field {where!r} is invalid: {_first(exc)}") from None
+                raise MetadataError(
+                    f"cse-v1 metadata field {where!r} is invalid: {first_validation_error(exc)}"
+                ) from None
         try:
             return Envelope(
                 format=self.name,
@@ -159,7 +162,7 @@ class NativeFormat(Format):
                 encryption_context=_text_map(doc["encryption_context"], "encryption_context"),
             )
         except ValidationError as exc:
-            raise MetadataError(f"cse-v1 metadata is invalid: {_first(exc)}") from None
+            raise MetadataError(f"cse-v1 metadata is invalid: {first_validation_error(exc)}") from None
 
     def encode(self, envelope: Envelope) -> dict[str, str]:
         """The ``cse-v1`` field for ``envelope``."""
@@ -196,9 +199,3 @@ class NativeFormat(Format):
             "keys": keys,
         }
         return {METADATA_KEY: json.dumps(doc, separators=(",", ":"), sort_keys=True, ensure_ascii=True)}
-
-
-def _first(exc: ValidationError) -> str:
-    err = exc.errors()[0]
-    loc = ".".join(str(p) for p in err.get("loc", ()))
-    return f"{loc}: {err.get('msg', 'invalid')}" if loc else str(err.get("msg", "invalid"))

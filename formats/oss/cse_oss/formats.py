@@ -76,13 +76,17 @@ import binascii
 import json
 import re
 from collections.abc import Mapping
-from typing import Any
 
 from pydantic import ValidationError
 
 from cse.envelope import ContentAlgorithm, Envelope, WrapAlgorithm, WrappedKey
 from cse.exceptions import ConfigurationError, MetadataError
 from cse.formats.base import Format
+from cse.formats.fields import b64encode as _b64
+from cse.formats.fields import decode_b64 as _b64decode
+from cse.formats.fields import first_validation_error as _first_error
+from cse.formats.fields import json_text_map
+from cse.formats.fields import required_field as _required
 
 __all__ = [
     "MIN_KMS_BLOB",
@@ -173,29 +177,6 @@ def legacy_counter_to_iv(counter: bytes) -> bytes:
     return value.to_bytes(16, "big")
 
 
-def _b64(value: bytes) -> str:
-    return base64.b64encode(value).decode("ascii")
-
-
-def _b64decode(value: str, field: str, fmt: str) -> bytes:
-    try:
-        raw = base64.b64decode(value.encode("ascii"), validate=True)
-    except (binascii.Error, ValueError, UnicodeEncodeError):
-        raise MetadataError(f"{fmt} metadata field {field!r} is not valid base64") from None
-    if not raw:
-        raise MetadataError(f"{fmt} metadata field {field!r} is empty")
-    return raw
-
-
-def _required(metadata: Mapping[str, str], field: str, fmt: str) -> str:
-    value = metadata.get(field)
-    if value is None:
-        raise MetadataError(f"{fmt} metadata is missing the field {field!r}")
-    if not isinstance(value, str):
-        raise MetadataError(f"{fmt} metadata field {field!r} is not a string")
-    return value
-
-
 def _wrapped_bytes(metadata: Mapping[str, str], field: str, wrap: str, fmt: str) -> bytes:
     """A key or start header as :attr:`WrappedKey.ciphertext` holds it (KMS: the blob text)."""
     value = _required(metadata, field, fmt)
@@ -204,28 +185,8 @@ def _wrapped_bytes(metadata: Mapping[str, str], field: str, wrap: str, fmt: str)
     return _b64decode(value, field, fmt)
 
 
-def _unique_names(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    out = dict(pairs)
-    if len(out) != len(pairs):
-        raise ValueError("repeated JSON member name")
-    return out
-
-
 def _matdesc(metadata: Mapping[str, str], field: str, fmt: str) -> dict[str, str]:
-    raw = metadata.get(field)
-    if raw is None:
-        return {}
-    try:
-        value = json.loads(raw, object_pairs_hook=_unique_names)
-    except (ValueError, TypeError, RecursionError):
-        raise MetadataError(
-            f"{fmt} metadata field {field!r} is not a JSON object (or repeats a name)"
-        ) from None
-    if not isinstance(value, dict) or not all(
-        isinstance(k, str) and isinstance(v, str) for k, v in value.items()
-    ):
-        raise MetadataError(f"{fmt} metadata field {field!r} must be a JSON object of strings")
-    return value
+    return json_text_map(metadata, field, fmt) or {}
 
 
 def _dump_matdesc(value: Mapping[str, str]) -> str:
@@ -252,12 +213,6 @@ def _md5(metadata: Mapping[str, str], field: str, fmt: str) -> str | None:
     if not isinstance(raw, str) or len(_b64decode(raw, field, fmt)) != 16:
         raise MetadataError(f"{fmt} metadata field {field!r} must be the base64 of a 16-byte MD5")
     return raw
-
-
-def _first_error(exc: ValidationError) -> str:
-    err = exc.errors()[0]
-    loc = ".".join(str(p) for p in err.get("loc", ()))
-    return f"{loc}: {err.get('msg', 'invalid')}" if loc else str(err.get("msg", "invalid"))
 
 
 def _blob_text(value: bytes, what: str, fmt: str) -> str:

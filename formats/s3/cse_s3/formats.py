@@ -62,8 +62,6 @@ Importing this module registers :class:`CbcCodec`, the decrypt-only codec of the
 
 from __future__ import annotations
 
-import base64
-import binascii
 import json
 import re
 from collections.abc import Mapping
@@ -74,6 +72,11 @@ from pydantic import ValidationError
 from cse.envelope import ContentAlgorithm, Envelope, WrapAlgorithm, WrappedKey
 from cse.exceptions import ConfigurationError, MetadataError
 from cse.formats.base import Format
+from cse.formats.fields import b64_field as _unb64
+from cse.formats.fields import b64encode as _b64
+from cse.formats.fields import first_validation_error as _first_error
+from cse.formats.fields import json_text_map as _json_map
+from cse.formats.fields import required_field as _required
 from cse_s3.cbc import CbcCodec
 
 __all__ = [
@@ -167,57 +170,6 @@ _DECIMAL = re.compile(r"[0-9]{1,19}")
 # ----------------------------------------------------------------------------------------------- helpers
 
 
-def _b64(value: bytes) -> str:
-    return base64.b64encode(value).decode("ascii")
-
-
-def _unb64(metadata: Mapping[str, str], field: str, fmt: str, length: int | None = None) -> bytes:
-    value = _required(metadata, field, fmt)
-    try:
-        raw = base64.b64decode(value.encode("ascii"), validate=True)
-    except (binascii.Error, ValueError, UnicodeEncodeError):
-        raise MetadataError(f"{fmt} metadata field {field!r} is not valid base64") from None
-    if not raw:
-        raise MetadataError(f"{fmt} metadata field {field!r} is empty")
-    if length is not None and len(raw) != length:
-        raise MetadataError(f"{fmt} metadata field {field!r} must hold {length} bytes, not {len(raw)}")
-    return raw
-
-
-def _required(metadata: Mapping[str, str], field: str, fmt: str) -> str:
-    value = metadata.get(field)
-    if value is None:
-        raise MetadataError(f"{fmt} metadata is missing the field {field!r}")
-    if not isinstance(value, str):
-        raise MetadataError(f"{fmt} metadata field {field!r} is not a string")
-    return value
-
-
-def _unique_names(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    out = dict(pairs)
-    if len(out) != len(pairs):
-        raise ValueError("repeated JSON member name")
-    return out
-
-
-def _json_map(metadata: Mapping[str, str], field: str, fmt: str) -> dict[str, str] | None:
-    """The JSON object of strings in ``field``, or None if the field is absent."""
-    raw = metadata.get(field)
-    if raw is None:
-        return None
-    try:
-        value = json.loads(raw, object_pairs_hook=_unique_names)
-    except (ValueError, TypeError, RecursionError):
-        raise MetadataError(
-            f"{fmt} metadata field {field!r} is not a JSON object (or repeats a name)"
-        ) from None
-    if not isinstance(value, dict) or not all(
-        isinstance(k, str) and isinstance(v, str) for k, v in value.items()
-    ):
-        raise MetadataError(f"{fmt} metadata field {field!r} must be a JSON object of strings")
-    return value
-
-
 def _dump_map(value: Mapping[str, str]) -> str:
     """A JSON object as the official Python client writes it (``json.dumps`` defaults: ASCII, ``", "``)."""
     return json.dumps(dict(value))
@@ -292,12 +244,6 @@ def _single_key(envelope: Envelope, fmt: str) -> WrappedKey:
             f"the {fmt} format stores the IV in the clear; it cannot record a wrapped IV"
         )
     return wrapped
-
-
-def _first_error(exc: ValidationError) -> str:
-    err = exc.errors()[0]
-    loc = ".".join(str(p) for p in err.get("loc", ()))
-    return f"{loc}: {err.get('msg', 'invalid')}" if loc else str(err.get("msg", "invalid"))
 
 
 def _common_tail(envelope: Envelope, out: dict[str, str]) -> dict[str, str]:
