@@ -1,0 +1,634 @@
+"""The ``aliyun-kms`` key provider: Alibaba Cloud KMS data keys, as the OSS encryption clients make them.
+
+Wrap algorithm (name from :class:`cse.envelope.WrapAlgorithm`):
+
+``KMS/ALICLOUD`` (OSS client-side encryption V2: oss2, alibabacloud-oss-v2, Go, Java, C++)
+    A new content key is ``GenerateDataKey(KeyId=KEY, KeySpec="AES_256", EncryptionContext=CONTEXT)``
+    (``NumberOfBytes=N`` for another length); a secret to wrap (the OSS IV, a second recipient, a rewrap)
+    is ``Encrypt(KeyId=KEY, Plaintext=base64(secret), EncryptionContext=CONTEXT)``, as oss2 and Go wrap the
+    IV. Unwrapping is ``Decrypt(CiphertextBlob=TEXT, EncryptionContext=CONTEXT)``, whose ``Plaintext`` is
+    base64 of the secret.
+
+    The wrapped form (:attr:`cse.providers.DataKey.ciphertext`, and what :meth:`~AliyunKmsProvider.wrap`
+    returns and :meth:`~AliyunKmsProvider.unwrap` takes) is **the CiphertextBlob text as ASCII bytes**,
+    exactly the string KMS returns and takes back: the representation :mod:`cse_oss.formats` uses for both
+    the Go/Java style (single base64) and the oss2 style (double base64, see
+    :func:`cse_oss.formats.kms_blob_text`) of the OSS headers.
+
+    ``CONTEXT`` is the request's encryption context, plus ``{"x-passphrase": PASSPHRASE}`` when the
+    provider has a passphrase, sent as compact JSON with sorted keys; KMS binds it to the ciphertext, so a
+    key unwraps only with the same context. It is left out when empty. The OSS formats store no encryption
+    context, so for OSS objects the context is just the passphrase entry, if any.
+
+Passphrase (oss2 interoperability)
+    oss2's ``AliKMSProvider(..., passphrase=P)`` sends ``EncryptionContext='{"x-passphrase":"P"}'`` on every
+    KMS call but records nothing in the object; such objects decrypt only with the same passphrase. Give it
+    with ``passphrase=`` (or ``passphrase-env=VAR`` in the key URI, which reads the environment variable
+    ``VAR`` when the provider is built) to read, and write, objects compatible with such an oss2 client.
+    The passphrase is never shown by ``repr`` or :meth:`~AliyunKmsProvider.describe`.
+
+Errors
+    A ``Decrypt`` refused because of the blob or the context (``InvalidCiphertext``; ``InvalidParameter``,
+    which KMS answers for a blob that is not base64; ``Forbidden.KeyNotFound``, which KMS answers for a
+    blob whose key reference does not resolve: a damaged blob, or a deleted key), and a blob that is not
+    ASCII text or a ``Plaintext`` that is not base64 of a secret of the requested length, raise the opaque
+    :class:`~cse.exceptions.DecryptionError`. Every other refusal (disabled key, unknown key or alias when
+    wrapping, permissions, bad credentials or signature, throttling after the retries) and every network
+    failure (cannot connect, connect or read timeout) raise :class:`~cse.exceptions.KmsError` naming the
+    operation, the key, the region and the endpoint, raised ``from`` the SDK's error (``from None`` on
+    the rare occasion where that error's text would show a secret or the passphrase). Messages never hold
+    key material: the SDK's texts are scrubbed of request query strings and of the "string to sign" some
+    gateways echo.
+
+Clients
+    An injected ``aliyunsdkcore.client.AcsClient`` (``client=``) is used as is. Otherwise the provider
+    builds one on first use (once, thread-safely) with ``connect_timeout`` (default 5 s), ``timeout``
+    (the read timeout, default 30 s) and, for ``max_attempts`` N > 1 (default 3, the first attempt
+    included), ``auto_retry=True, max_retry_time=N-1`` (``auto_retry=False`` for 1). Its credentials come
+    from ``ALIBABA_CLOUD_ACCESS_KEY_ID`` and ``ALIBABA_CLOUD_ACCESS_KEY_SECRET`` (with
+    ``ALIBABA_CLOUD_SECURITY_TOKEN``, an STS ``StsTokenCredential``), else ``OSS_ACCESS_KEY_ID`` and
+    ``OSS_ACCESS_KEY_SECRET`` (with ``OSS_SESSION_TOKEN``). The endpoint is the SDK's regional KMS endpoint,
+    unless ``endpoint=`` (``?endpoint=`` in the URI) or the environment variable
+    ``CSE_ALIYUN_KMS_ENDPOINT`` names another (for example a local emulator, ``http://127.0.0.1:PORT``),
+    which is applied with ``client.add_endpoint(region, "Kms", endpoint)``.
+
+Key URI::
+
+    aliyun-kms://REGION/KEY[?PARAM=VALUE&...]
+
+``REGION`` is the KMS region (``cn-hangzhou``), ``KEY`` a key id, an alias (``alias/NAME``) or an ARN
+(``acs:kms:REGION:UID:key/ID``), for example ``aliyun-kms://cn-hangzhou/alias/backups``. Parameters:
+
+``endpoint=URL``
+    the KMS endpoint (a VPC endpoint, or a local emulator); ``CSE_ALIYUN_KMS_ENDPOINT`` does the same;
+``connect-timeout=SECONDS``, ``read-timeout=SECONDS``, ``max-attempts=N``
+    the default client's timeouts (5 and 30 s) and attempts per request, the first included (3);
+``passphrase-env=VAR``
+    the environment variable holding the oss2 passphrase (see above).
+
+Percent-encode ``&``, ``#``, ``%`` and ``+`` in values.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import math
+import os
+import re
+import threading
+from collections.abc import Mapping
+from typing import Any, ClassVar
+from urllib.parse import parse_qsl, quote, unquote
+
+from cse.envelope import WrapAlgorithm
+from cse.exceptions import ConfigurationError, CseError, DecryptionError, KeyProviderError, KmsError
+from cse.providers import DataKey, KeyProvider, KeyRequest
+
+__all__ = [
+    "DEFAULT_CONNECT_TIMEOUT",
+    "DEFAULT_MAX_ATTEMPTS",
+    "DEFAULT_READ_TIMEOUT",
+    "ENDPOINT_ENV",
+    "PASSPHRASE_CONTEXT_KEY",
+    "AliyunKmsProvider",
+]
+
+_A = WrapAlgorithm
+
+#: The default client's connect timeout, in seconds.
+DEFAULT_CONNECT_TIMEOUT = 5.0
+#: The default client's read timeout, in seconds.
+DEFAULT_READ_TIMEOUT = 30.0
+#: The default client's attempts per request, the first included.
+DEFAULT_MAX_ATTEMPTS = 3
+#: The environment variable that overrides the KMS endpoint of the default client.
+ENDPOINT_ENV = "CSE_ALIYUN_KMS_ENDPOINT"
+#: The encryption context entry in which oss2's ``AliKMSProvider`` sends its passphrase.
+PASSPHRASE_CONTEXT_KEY = "x-passphrase"  # noqa: S105 - a context key name, not a password
+
+#: The longest CiphertextBlob text cse sends to Decrypt (KMS blobs are a few hundred characters).
+_MAX_BLOB_TEXT = 8192
+#: Secret lengths unwrap accepts besides ``request.key_length``: a content key or an OSS IV.
+_SECRET_LENGTHS = frozenset({16, 32})
+_B64_TEXT = re.compile(rb"[A-Za-z0-9+/]*={0,2}")
+_REGION = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
+#: Decrypt refusals that are statements about the blob or the context (opaque DecryptionError).
+_AUTHENTICATION_CODES = frozenset({"InvalidCiphertext", "InvalidParameter", "Forbidden.KeyNotFound"})
+_CREDENTIAL_CODES = frozenset(
+    {
+        "InvalidAccessKeyId.NotFound",
+        "InvalidAccessKeyId",
+        "InvalidAccessKeyId.Inactive",
+        "InvalidAccessKeySecret",
+        "SignatureDoesNotMatch",
+        "IncompleteSignature",
+        "InvalidSecurityToken.Expired",
+        "InvalidSecurityToken.Malformed",
+        "InvalidSecurityToken.MismatchWithAccessKey",
+        "InvalidTimeStamp.Expired",
+    }
+)
+_THROTTLING_CODES = frozenset({"Throttling", "Throttling.User", "Throttling.Api", "ServiceUnavailable"})
+_HINTS = {
+    "Forbidden.KeyNotFound": "check the key id, and that the key exists in region {region}",
+    "Forbidden.AliasNotFound": "check the alias, and that it exists in region {region}",
+    "Rejected.Disabled": "the key is disabled; enable it or use another key",
+    "Rejected.PendingDeletion": "the key is pending deletion",
+    "Forbidden.RAM": "the RAM policy must allow kms:{operation} on the key",
+    "Forbidden.NoPermission": "the RAM policy must allow kms:{operation} on the key",
+}
+_URI_HELP = (
+    "aliyun-kms://REGION/KEY[?endpoint=URL&connect-timeout=SECONDS&read-timeout=SECONDS&max-attempts=N"
+    "&passphrase-env=VAR], where REGION is a KMS region such as cn-hangzhou and KEY a key id, alias/NAME or "
+    "key ARN"
+)
+_PARAMS = {
+    "endpoint": "endpoint",
+    "connect-timeout": "connect_timeout",
+    "read-timeout": "read_timeout",
+    "max-attempts": "max_attempts",
+    "passphrase-env": "passphrase_env",
+}
+_QUERY_STRING = re.compile(r"\?[^\s'\")]*")
+_STRING_TO_SIGN = re.compile(r"string to sign is.*", re.IGNORECASE | re.DOTALL)
+
+
+# -- key URIs ---------------------------------------------------------------------------------------------
+
+
+def _parse_uri(uri: str) -> tuple[str, str, dict[str, Any]]:
+    """Split an aliyun-kms key URI into region, key and constructor keyword arguments."""
+    if not isinstance(uri, str):
+        raise ConfigurationError(f"a key URI is a string, not {type(uri).__name__}")
+    scheme, sep, rest = uri.partition("://")
+    if not sep or scheme.lower() != AliyunKmsProvider.scheme:
+        raise ConfigurationError(f"{uri!r} is not an aliyun-kms key URI; write {_URI_HELP}")
+    if "#" in rest:
+        raise ConfigurationError(f"the key URI {uri!r} has a '#' fragment; percent-encode '#' as %23")
+    path, _, query = rest.partition("?")
+    raw_region, slash, raw_key = path.partition("/")
+    region, key = unquote(raw_region), unquote(raw_key)
+    if not slash or not region or not key:
+        raise ConfigurationError(f"the key URI {uri!r} lacks a region or a key; write {_URI_HELP}")
+    try:
+        params = parse_qsl(query, keep_blank_values=True, strict_parsing=bool(query))
+    except ValueError:
+        raise ConfigurationError(
+            f"the query of the key URI {uri!r} is malformed; it is NAME=VALUE pairs joined by '&': "
+            f"{_URI_HELP}"
+        ) from None
+    options: dict[str, Any] = {}
+    for name, value in params:
+        if name not in _PARAMS:
+            raise ConfigurationError(
+                f"unknown parameter {name!r} in the key URI {uri!r}; aliyun-kms takes {', '.join(_PARAMS)}"
+            )
+        arg = _PARAMS[name]
+        if arg in options:
+            raise ConfigurationError(f"the key URI {uri!r} gives {name} twice")
+        if not value:
+            raise ConfigurationError(f"{name}= in the key URI {uri!r} has no value")
+        if name in ("connect-timeout", "read-timeout"):
+            try:
+                options[arg] = float(value)
+            except ValueError:
+                raise ConfigurationError(
+                    f"{name}={value!r} in the key URI {uri!r} is not a number of seconds"
+                ) from None
+        elif name == "max-attempts":
+            try:
+                options[arg] = int(value)
+            except ValueError:
+                raise ConfigurationError(
+                    f"{name}={value!r} in the key URI {uri!r} is not a whole number"
+                ) from None
+        else:
+            options[arg] = value
+    return region, key, options
+
+
+def _positive(name: str, value: float | None, default: float) -> float:
+    if value is None:
+        return default
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not math.isfinite(value)
+        or value <= 0
+    ):
+        raise ConfigurationError(f"{name} must be a positive number of seconds, not {value!r}")
+    return float(value)
+
+
+def _spellings(value: str | None) -> list[str]:
+    """How a request parameter may show in an SDK error: as is, percent-encoded once (a URL) or twice (the
+    RPC string to sign)."""
+    if not value:
+        return []
+    once = quote(value, safe="~")
+    return [value, once, quote(once, safe="~")]
+
+
+def _scrub(text: str) -> str:
+    """An SDK error text without request query strings or an echoed string to sign (they hold parameters)."""
+    return _QUERY_STRING.sub(
+        "?(query omitted)", _STRING_TO_SIGN.sub("string to sign (omitted)", text)
+    ).strip()
+
+
+# -- the provider -----------------------------------------------------------------------------------------
+
+
+class AliyunKmsProvider(KeyProvider):
+    """Makes, wraps and unwraps content keys with an Alibaba Cloud KMS key (``KMS/ALICLOUD``).
+
+    ``region`` is the KMS region and ``key_id`` the key (id, ``alias/NAME`` or ARN). Wrapped keys are the
+    KMS CiphertextBlob text as ASCII bytes; see the module docstring for the KMS calls, the passphrase,
+    errors, clients and the key URI.
+
+    ``client`` is an ``aliyunsdkcore.client.AcsClient`` to use as is. Without one, the provider builds one
+    on first use from the environment's credentials, with ``endpoint`` (else ``CSE_ALIYUN_KMS_ENDPOINT``),
+    ``connect_timeout`` (default 5 s), ``read_timeout`` (default 30 s) and ``max_attempts`` (default 3, the
+    first attempt included); these settings cannot be combined with ``client``.
+
+    ``passphrase`` adds ``{"x-passphrase": passphrase}`` to every encryption context, as oss2's
+    ``AliKMSProvider(passphrase=...)`` does.
+
+    Instances are immutable (but for the lazily built client) and thread-safe; ``repr`` shows no secret.
+    """
+
+    scheme: ClassVar[str] = "aliyun-kms"
+    wrap_algorithms: ClassVar[tuple[str, ...]] = (_A.ALIYUN_KMS,)
+
+    def __init__(
+        self,
+        region: str,
+        key_id: str,
+        *,
+        client: Any = None,
+        endpoint: str | None = None,
+        connect_timeout: float | None = None,
+        read_timeout: float | None = None,
+        max_attempts: int | None = None,
+        passphrase: str | None = None,
+    ) -> None:
+        """Configure the provider; raise :class:`~cse.exceptions.ConfigurationError` for bad settings.
+
+        No request is made and no client is built here.
+        """
+        if not isinstance(region, str) or not _REGION.fullmatch(region):
+            raise ConfigurationError(
+                f"{region!r} is not an Alibaba Cloud region id; give one such as cn-hangzhou"
+            )
+        if not isinstance(key_id, str) or not key_id.strip() or key_id != key_id.strip():
+            raise ConfigurationError(
+                f"{key_id!r} is not a KMS key; give a key id, alias/NAME or key ARN (acs:kms:...)"
+            )
+        self._region = region
+        self._key = key_id
+        self._client: Any = client
+        self._injected = client is not None
+        if self._injected:
+            given = {
+                "endpoint": endpoint,
+                "connect_timeout": connect_timeout,
+                "read_timeout": read_timeout,
+                "max_attempts": max_attempts,
+            }
+            clashes = [name for name, value in given.items() if value is not None]
+            if clashes:
+                raise ConfigurationError(
+                    f"{', '.join(clashes)} configure the client the provider builds; an injected AcsClient "
+                    f"is used as is, so configure it instead"
+                )
+        if endpoint is not None and (not isinstance(endpoint, str) or not endpoint.strip()):
+            raise ConfigurationError(f"endpoint must be a host name or URL, not {endpoint!r}")
+        self._endpoint = endpoint or None
+        self._connect_timeout = _positive("connect_timeout", connect_timeout, DEFAULT_CONNECT_TIMEOUT)
+        self._read_timeout = _positive("read_timeout", read_timeout, DEFAULT_READ_TIMEOUT)
+        if max_attempts is None:
+            max_attempts = DEFAULT_MAX_ATTEMPTS
+        if isinstance(max_attempts, bool) or not isinstance(max_attempts, int) or max_attempts < 1:
+            raise ConfigurationError(
+                f"max_attempts must be a whole number of at least 1, not {max_attempts!r}"
+            )
+        self._max_attempts = max_attempts
+        if passphrase is not None and (not isinstance(passphrase, str) or not passphrase):
+            raise ConfigurationError("the passphrase must be a non-empty string")
+        self._passphrase = passphrase
+        self._client_lock = threading.Lock()
+
+    @classmethod
+    def from_uri(cls, uri: str, *, client: Any = None) -> AliyunKmsProvider:
+        """Build a provider from an ``aliyun-kms://REGION/KEY`` key URI (syntax in the module docstring).
+
+        ``client``, if given, is an ``AcsClient`` to use as is (the URI then may not set the endpoint,
+        timeouts or attempts). ``passphrase-env=VAR`` reads the passphrase from the environment variable
+        ``VAR`` now. Raises :class:`~cse.exceptions.ConfigurationError` for a malformed URI, explaining the
+        syntax. No request is made.
+        """
+        region, key, options = _parse_uri(uri)
+        variable = options.pop("passphrase_env", None)
+        if variable is not None:
+            passphrase = os.environ.get(variable)
+            if not passphrase:
+                raise ConfigurationError(
+                    f"the key URI {uri!r} reads the passphrase from the environment variable {variable}, "
+                    f"which is not set or empty"
+                )
+            options["passphrase"] = passphrase
+        try:
+            return cls(region, key, client=client, **options)
+        except ConfigurationError as exc:
+            raise ConfigurationError(f"the key URI {uri!r}: {exc}") from None
+
+    # -- description -----------------------------------------------------------------------------------
+
+    @property
+    def key_id(self) -> str:
+        """The KMS key as configured (key id, alias or ARN)."""
+        return self._key
+
+    @property
+    def region(self) -> str:
+        """The KMS region."""
+        return self._region
+
+    @property
+    def has_passphrase(self) -> bool:
+        """Whether an oss2 passphrase is added to the encryption context."""
+        return self._passphrase is not None
+
+    @property
+    def client(self) -> Any:
+        """The ``AcsClient``: the injected one, or the one built on first use (built now if need be)."""
+        return self._kms()
+
+    def describe(self) -> str:
+        """A one-line, secret-free description: ``aliyun-kms://REGION/KEY``."""
+        return f"{self.scheme}://{self._region}/{self._key}"
+
+    def __repr__(self) -> str:
+        return (
+            f"AliyunKmsProvider(region={self._region!r}, key_id={self._key!r}, "
+            f"endpoint={self._endpoint_label()!r}, passphrase={'set' if self._passphrase else 'none'}, "
+            f"client={'injected' if self._injected else 'default'})"
+        )
+
+    # -- clients ---------------------------------------------------------------------------------------
+
+    def _endpoint_setting(self) -> str | None:
+        return self._endpoint or os.environ.get(ENDPOINT_ENV) or None
+
+    def _endpoint_label(self) -> str:
+        if self._injected:
+            return "(injected client)"
+        return self._endpoint_setting() or f"kms.{self._region}.aliyuncs.com"
+
+    def _kms(self) -> Any:
+        client = self._client
+        if client is None:
+            with self._client_lock:
+                if self._client is None:
+                    self._client = self._build_client()
+                client = self._client
+        return client
+
+    def _build_client(self) -> Any:
+        from aliyunsdkcore.auth.credentials import (  # type: ignore[import-untyped,unused-ignore]
+            StsTokenCredential,
+        )
+        from aliyunsdkcore.client import AcsClient  # type: ignore[import-untyped,unused-ignore]
+
+        env = os.environ
+        ak, secret, token = (
+            env.get("ALIBABA_CLOUD_ACCESS_KEY_ID"),
+            env.get("ALIBABA_CLOUD_ACCESS_KEY_SECRET"),
+            env.get("ALIBABA_CLOUD_SECURITY_TOKEN"),
+        )
+        if not (ak and secret):
+            ak, secret, token = (
+                env.get("OSS_ACCESS_KEY_ID"),
+                env.get("OSS_ACCESS_KEY_SECRET"),
+                env.get("OSS_SESSION_TOKEN"),
+            )
+        if not (ak and secret):
+            raise ConfigurationError(
+                f"no Alibaba Cloud credentials for the KMS key {self.describe()}: set "
+                f"ALIBABA_CLOUD_ACCESS_KEY_ID and ALIBABA_CLOUD_ACCESS_KEY_SECRET (and "
+                f"ALIBABA_CLOUD_SECURITY_TOKEN for STS credentials), or OSS_ACCESS_KEY_ID and "
+                f"OSS_ACCESS_KEY_SECRET, or pass a configured AcsClient"
+            )
+        retry: dict[str, Any] = (
+            {"auto_retry": True, "max_retry_time": self._max_attempts - 1}
+            if self._max_attempts > 1
+            else {"auto_retry": False}
+        )
+        common: dict[str, Any] = {
+            "region_id": self._region,
+            "connect_timeout": self._connect_timeout,
+            "timeout": self._read_timeout,
+            "pool_size": 32,
+            **retry,
+        }
+        if token:
+            client = AcsClient(credential=StsTokenCredential(ak, secret, token), **common)
+        else:
+            client = AcsClient(ak, secret, **common)
+        endpoint = self._endpoint_setting()
+        if endpoint:
+            client.add_endpoint(self._region, "Kms", endpoint)
+        return client
+
+    # -- KMS calls -------------------------------------------------------------------------------------
+
+    def _call(self, operation: str, request: Any, sensitive: tuple[str, ...] = ()) -> Mapping[str, Any]:
+        from aliyunsdkcore.acs_exception.exceptions import (  # type: ignore[import-untyped,unused-ignore]
+            ClientException,
+            ServerException,
+        )
+
+        client = self._kms()
+        try:
+            body = client.do_action_with_exception(request)
+        except (ServerException, ClientException) as exc:
+            mapped = self._map_error(exc, operation, isinstance(exc, ServerException))
+            text = str(exc)
+            if any(
+                spelling in text for value in (*sensitive, self._passphrase) for spelling in _spellings(value)
+            ):
+                raise mapped from None
+            raise mapped from exc
+        except OSError as exc:
+            raise KmsError(
+                f"could not reach Alibaba Cloud KMS for {self._where(operation)}: {_scrub(str(exc))}"
+            ) from exc
+        try:
+            response = json.loads(body)
+        except (TypeError, ValueError):
+            raise KmsError(
+                f"Alibaba Cloud KMS {self._where(operation)} returned a body that is not JSON"
+            ) from None
+        if not isinstance(response, dict):
+            raise KmsError(f"Alibaba Cloud KMS {self._where(operation)} returned an unexpected body")
+        return response
+
+    def _where(self, operation: str) -> str:
+        return (
+            f"{operation} with key {self._key} in region {self._region} (endpoint {self._endpoint_label()})"
+        )
+
+    def _map_error(self, exc: Any, operation: str, server: bool) -> CseError:
+        code = str(exc.get_error_code() or "")
+        message = _scrub(str(exc.get_error_msg() or ""))
+        where = self._where(operation)
+        attempts = "" if self._injected else f" after {self._max_attempts} attempt(s)"
+        if server:
+            if operation == "Decrypt" and code in _AUTHENTICATION_CODES:
+                return DecryptionError()
+            hint = _HINTS.get(code, "")
+            if code in _CREDENTIAL_CODES:
+                hint = (
+                    "check the credentials (ALIBABA_CLOUD_ACCESS_KEY_ID, ALIBABA_CLOUD_ACCESS_KEY_SECRET, "
+                    "ALIBABA_CLOUD_SECURITY_TOKEN) and the clock"
+                )
+            elif code in _THROTTLING_CODES:
+                hint = f"still throttled{attempts}; raise max-attempts or try again later"
+            hint = hint.format(operation=operation, region=self._region)
+            status = exc.get_http_status()
+            detail = f"{code}: {message}" if message else code
+            request_id = exc.get_request_id()
+            return KmsError(
+                f"Alibaba Cloud KMS {where} failed (HTTP {status}, request id {request_id}): {detail}"
+                + (f" ({hint})" if hint else "")
+            )
+        if code in ("SDK.HttpError", "SDK.ServerUnreachable"):
+            return KmsError(
+                f"could not reach Alibaba Cloud KMS for {where}{attempts}: {message}; check the network, the "
+                f"endpoint (endpoint=, {ENDPOINT_ENV}) and the timeouts (connect-timeout=, read-timeout=)"
+            )
+        return KmsError(f"Alibaba Cloud KMS {where} failed in the SDK: {code}: {message}")
+
+    # -- contexts and checks ---------------------------------------------------------------------------
+
+    def _check_algorithm(self, algorithm: str) -> None:
+        if algorithm not in self.wrap_algorithms:
+            raise ConfigurationError(
+                f"the aliyun-kms key provider does not implement the wrap algorithm {algorithm!r}; it "
+                f"implements {', '.join(self.wrap_algorithms)}"
+            )
+
+    def _context(self, request: KeyRequest) -> str | None:
+        """The EncryptionContext parameter: compact sorted JSON, or None when empty."""
+        context = dict(request.encryption_context)
+        if self._passphrase is not None:
+            given = context.get(PASSPHRASE_CONTEXT_KEY)
+            if given is not None and given != self._passphrase:
+                raise ConfigurationError(
+                    f"the encryption context sets {PASSPHRASE_CONTEXT_KEY!r}, which the provider's "
+                    f"passphrase sets; leave it out of the encryption context"
+                )
+            context[PASSPHRASE_CONTEXT_KEY] = self._passphrase
+        if not context:
+            return None
+        return json.dumps(context, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+    # -- generate, wrap and unwrap ---------------------------------------------------------------------
+
+    def generate_data_key(self, request: KeyRequest) -> DataKey:
+        """``GenerateDataKey`` (``KeySpec=AES_256``, or ``NumberOfBytes``) with the request's context.
+
+        Returns the plaintext key, the CiphertextBlob text as ASCII bytes, and the key id KMS reports.
+        """
+        from aliyunsdkkms.request.v20160120.GenerateDataKeyRequest import (  # type: ignore[import-untyped,unused-ignore]
+            GenerateDataKeyRequest,
+        )
+
+        self._check_algorithm(request.wrap_algorithm)
+        if not 1 <= request.key_length <= 1024:
+            raise ConfigurationError(f"KMS makes data keys of 1 to 1024 bytes, not {request.key_length}")
+        req = GenerateDataKeyRequest()
+        req.set_KeyId(self._key)
+        if request.key_length == 32:
+            req.set_KeySpec("AES_256")
+        else:
+            req.set_NumberOfBytes(request.key_length)
+        context = self._context(request)
+        if context is not None:
+            req.set_EncryptionContext(context)
+        response = self._call("GenerateDataKey", req)
+        try:
+            plaintext = base64.b64decode(str(response["Plaintext"]), validate=True)
+            blob = str(response["CiphertextBlob"]).encode("ascii")
+        except (KeyError, binascii.Error, ValueError):
+            raise KmsError(
+                f"Alibaba Cloud KMS {self._where('GenerateDataKey')} returned a malformed response"
+            ) from None
+        if len(plaintext) != request.key_length or not blob:
+            raise KmsError(
+                f"Alibaba Cloud KMS {self._where('GenerateDataKey')} returned a {len(plaintext)}-byte key, "
+                f"not {request.key_length} bytes"
+            )
+        return DataKey(plaintext=plaintext, ciphertext=blob, key_id=str(response.get("KeyId") or self._key))
+
+    def wrap(self, plaintext: bytes, request: KeyRequest) -> bytes:
+        """``Encrypt(Plaintext=base64(secret))`` with the request's context; returns the CiphertextBlob text
+        as ASCII bytes (how OSS wraps the IV)."""
+        from aliyunsdkkms.request.v20160120.EncryptRequest import (  # type: ignore[import-untyped,unused-ignore]
+            EncryptRequest,
+        )
+
+        self._check_algorithm(request.wrap_algorithm)
+        secret = bytes(plaintext)
+        if not secret:
+            raise KeyProviderError("nothing to wrap: the secret is empty")
+        encoded = base64.b64encode(secret).decode("ascii")
+        req = EncryptRequest()
+        req.set_KeyId(self._key)
+        req.set_Plaintext(encoded)
+        context = self._context(request)
+        if context is not None:
+            req.set_EncryptionContext(context)
+        response = self._call("Encrypt", req, sensitive=(encoded, encoded.rstrip("=")))
+        try:
+            blob = str(response["CiphertextBlob"]).encode("ascii")
+        except (KeyError, UnicodeEncodeError):
+            raise KmsError(
+                f"Alibaba Cloud KMS {self._where('Encrypt')} returned a malformed response"
+            ) from None
+        if not blob:
+            raise KmsError(f"Alibaba Cloud KMS {self._where('Encrypt')} returned an empty CiphertextBlob")
+        return blob
+
+    def unwrap(self, ciphertext: bytes, request: KeyRequest) -> bytes:
+        """``Decrypt`` a CiphertextBlob text (ASCII bytes) with the request's context.
+
+        Returns the secret (base64-decoded ``Plaintext``), which must be ``request.key_length`` bytes long
+        (or 16 or 32 bytes, an IV or a content key).
+        Raises the opaque :class:`~cse.exceptions.DecryptionError` if the blob does not open with this
+        context (or is not blob text), and :class:`~cse.exceptions.KmsError` if KMS refuses for another
+        reason or cannot be reached.
+        """
+        from aliyunsdkkms.request.v20160120.DecryptRequest import (  # type: ignore[import-untyped,unused-ignore]
+            DecryptRequest,
+        )
+
+        self._check_algorithm(request.wrap_algorithm)
+        data = bytes(ciphertext)
+        if not 1 <= len(data) <= _MAX_BLOB_TEXT or not _B64_TEXT.fullmatch(data):
+            raise DecryptionError()
+        req = DecryptRequest()
+        req.set_CiphertextBlob(data.decode("ascii"))
+        context = self._context(request)
+        if context is not None:
+            req.set_EncryptionContext(context)
+        response = self._call("Decrypt", req)
+        try:
+            secret = base64.b64decode(str(response["Plaintext"]), validate=True)
+        except (KeyError, binascii.Error, ValueError):
+            raise DecryptionError() from None
+        if len(secret) != request.key_length and len(secret) not in _SECRET_LENGTHS:
+            raise DecryptionError()
+        return secret
