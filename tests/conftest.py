@@ -138,3 +138,39 @@ def kms_key_id(kms_client: object) -> str:
     """A fresh symmetric KMS key on moto's server; returns its key id."""
     key = kms_client.create_key(Description="cse test key")  # type: ignore[attr-defined]
     return str(key["KeyMetadata"]["KeyId"])
+
+
+# ------------------------------------------------------------------------ a KMS endpoint that stalls
+
+
+@pytest.fixture
+def stalled_endpoint() -> Iterator[str]:
+    """A listening socket on 127.0.0.1 that accepts connections and never answers: a stalled endpoint."""
+    import socket
+    import threading
+
+    server = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    server.bind(("127.0.0.1", 0))
+    server.listen(64)
+    held: list[socket.socket] = []
+    stop = threading.Event()
+
+    def hold() -> None:
+        server.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                continue
+            held.append(conn)  # read nothing, answer nothing
+
+    thread = threading.Thread(target=hold, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.getsockname()[1]}"
+    finally:
+        stop.set()
+        thread.join()
+        for conn in held:
+            conn.close()
+        server.close()

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import base64
 import json
-import socket
-import threading
 import time
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from typing import Any
@@ -313,35 +311,6 @@ def test_default_client_settings(monkeypatch: pytest.MonkeyPatch) -> None:
     assert (client._connect_timeout, client._read_timeout) == (2.0, 7.5)
     assert not client.is_auto_retry()
     assert client.get_region_id() == REGION
-
-
-@pytest.fixture
-def stalled_endpoint() -> Iterator[str]:
-    server = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    server.bind(("127.0.0.1", 0))
-    server.listen(64)
-    held: list[socket.socket] = []
-    stop = threading.Event()
-
-    def hold() -> None:
-        server.settimeout(0.2)
-        while not stop.is_set():
-            try:
-                conn, _ = server.accept()
-            except OSError:
-                continue
-            held.append(conn)  # read nothing, answer nothing
-
-    thread = threading.Thread(target=hold, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.getsockname()[1]}"
-    finally:
-        stop.set()
-        thread.join()
-        for conn in held:
-            conn.close()
-        server.close()
 
 
 def test_stalled_endpoint_times_out(stalled_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> None:

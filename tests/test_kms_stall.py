@@ -6,10 +6,7 @@ backlog and by a thread that holds them open) and never written to.
 
 from __future__ import annotations
 
-import socket
-import threading
 import time
-from collections.abc import Iterator
 
 import pytest
 
@@ -17,35 +14,6 @@ from cse.exceptions import KmsError
 from cse.providers import KeyRequest
 
 cse_aws_kms = pytest.importorskip("cse_aws_kms")
-
-
-@pytest.fixture
-def stalled_endpoint() -> Iterator[str]:
-    server = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    server.bind(("127.0.0.1", 0))
-    server.listen(64)
-    held: list[socket.socket] = []
-    stop = threading.Event()
-
-    def hold() -> None:
-        server.settimeout(0.2)
-        while not stop.is_set():
-            try:
-                conn, _ = server.accept()
-            except OSError:
-                continue
-            held.append(conn)  # read nothing, answer nothing
-
-    thread = threading.Thread(target=hold, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.getsockname()[1]}"
-    finally:
-        stop.set()
-        thread.join()
-        for conn in held:
-            conn.close()
-        server.close()
 
 
 @pytest.mark.parametrize("build", ["arguments", "uri"])
