@@ -269,6 +269,157 @@ def test_small_parts_are_rejected(bucket: oss2.Bucket) -> None:
     bucket.abort_multipart_upload("tiny", upload_id)
 
 
+def test_upload_part_copy(bucket: oss2.Bucket, emulator: OssEmulator) -> None:
+    version = bucket.auth.auth_version()
+    src_key, key = f"upc/src {version}+ü&.bin", f"upc/dst-{version}"
+    size = 100 * 1024
+    data = os.urandom(2 * size + 777)
+    bucket.put_object(src_key, data)
+    upload_id = bucket.init_multipart_upload(key).upload_id
+    ranges = [(0, size - 1), (size, 2 * size - 1), (2 * size, None)]  # (first, None) is bytes=first-
+    parts = []
+    for n, byte_range in enumerate(ranges, 1):
+        piece = data[byte_range[0] : None if byte_range[1] is None else byte_range[1] + 1]
+        result = bucket.upload_part_copy(BUCKET, src_key, byte_range, key, upload_id, n)
+        assert result.etag == hashlib.md5(piece).hexdigest().upper()
+        assert result.crc == crc64(piece)
+        parts.append(oss2.models.PartInfo(n, result.etag, size=len(piece), part_crc=result.crc))
+    assert [p.size for p in bucket.list_parts(key, upload_id).parts] == [size, size, 777]
+    bucket.complete_multipart_upload(key, upload_id, parts)  # oss2 checks the combined CRC64
+    assert bucket.get_object(key).read() == data
+    assert emulator.get_object_bytes(BUCKET, key) == data
+
+    upload_id = bucket.init_multipart_upload(key).upload_id
+    bucket.upload_part_copy(BUCKET, src_key, None, key, upload_id, 1)  # no range: the whole source
+    bucket.upload_part_copy(BUCKET, src_key, (10, 5), key, upload_id, 2)  # malformed: the whole source
+    assert [p.size for p in bucket.list_parts(key, upload_id).parts] == [len(data), len(data)]
+    with pytest.raises(oss2.exceptions.ServerError) as info:
+        bucket.upload_part_copy(BUCKET, src_key, (len(data) - 1, len(data)), key, upload_id, 3)
+    assert (info.value.status, info.value.code) == (400, "InvalidArgument")
+    with pytest.raises(oss2.exceptions.ServerError) as info:
+        bucket.upload_part_copy(BUCKET, src_key, (len(data), len(data) + 9), key, upload_id, 3)
+    assert (info.value.status, info.value.code) == (400, "InvalidArgument")
+    with pytest.raises(oss2.exceptions.NoSuchKey):
+        bucket.upload_part_copy(BUCKET, "upc/missing", (0, 9), key, upload_id, 3)
+    with pytest.raises(oss2.exceptions.PreconditionFailed):
+        bucket.upload_part_copy(
+            BUCKET, src_key, (0, 9), key, upload_id, 3, headers={"x-oss-copy-source-if-match": '"0123"'}
+        )
+    bucket.abort_multipart_upload(key, upload_id)
+    with pytest.raises(oss2.exceptions.NoSuchUpload):
+        bucket.upload_part_copy(BUCKET, src_key, (0, 9), key, upload_id, 1)
+
+
+def test_v2_sdk_upload_part_copy(emulator: OssEmulator) -> None:
+    client = _v2_client(emulator)
+    data = os.urandom(5000)
+    client.put_object(oss.PutObjectRequest(bucket=BUCKET, key="v2/upc-src", body=data))
+    init = client.initiate_multipart_upload(oss.InitiateMultipartUploadRequest(bucket=BUCKET, key="v2/upc"))
+    res = client.upload_part_copy(
+        oss.UploadPartCopyRequest(
+            bucket=BUCKET,
+            key="v2/upc",
+            upload_id=init.upload_id,
+            part_number=1,
+            source_key="v2/upc-src",
+            source_range="bytes=100-1099",
+        )
+    )
+    assert res.etag == f'"{hashlib.md5(data[100:1100]).hexdigest().upper()}"'
+    assert res.last_modified is not None
+    client.complete_multipart_upload(
+        oss.CompleteMultipartUploadRequest(
+            bucket=BUCKET,
+            key="v2/upc",
+            upload_id=init.upload_id,
+            complete_multipart_upload=oss.CompleteMultipartUpload(
+                parts=[oss.UploadPart(part_number=1, etag=res.etag)]
+            ),
+        )
+    )
+    assert emulator.get_object_bytes(BUCKET, "v2/upc") == data[100:1100]
+
+
+# --------------------------------------------------------------------------- fault injection
+
+
+def test_corrupt_next_get(emulator: OssEmulator, tmp_path: Path) -> None:
+    bucket = oss2.Bucket(oss2.Auth(AK, SK), emulator.endpoint, BUCKET)
+    data = os.urandom(300 * 1024)
+    put = bucket.put_object("fault/transit", data)
+    emulator.corrupt_next_get(BUCKET, "fault/transit", offset=200 * 1024, xor=0x80)
+    assert bucket.head_object("fault/transit").etag == put.etag  # a HEAD does not consume the fault
+    with pytest.raises(oss2.exceptions.InconsistentError):
+        bucket.get_object_to_file("fault/transit", str(tmp_path / "bad"))
+    flipped = bytearray(data)
+    flipped[200 * 1024] ^= 0x80
+    assert (tmp_path / "bad").read_bytes() == flipped
+    bucket.get_object_to_file("fault/transit", str(tmp_path / "good"))  # one-shot
+    assert (tmp_path / "good").read_bytes() == data
+    emulator.corrupt_next_get(BUCKET, "fault/transit", offset=3)  # offset within the served range
+    got = bucket.get_object("fault/transit", byte_range=(10, 19))
+    assert got.headers["x-oss-hash-crc64ecma"] == str(crc64(data))
+    assert got.read() == data[10:13] + bytes([data[13] ^ 1]) + data[14:20]
+    assert emulator.get_object_bytes(BUCKET, "fault/transit") == data
+    with pytest.raises(KeyError):
+        emulator.corrupt_next_get(BUCKET, "fault/none")
+
+
+def test_tamper_object(emulator: OssEmulator, tmp_path: Path) -> None:
+    bucket = oss2.Bucket(oss2.Auth(AK, SK), emulator.endpoint, BUCKET)
+    data = os.urandom(4000)
+    put = bucket.put_object("fault/rest", data, headers={"x-oss-meta-a": "1"})
+    bucket.copy_object(BUCKET, "fault/rest", "fault/rest-copy")  # shares the stored bytes
+    emulator.tamper_object(BUCKET, "fault/rest", 5, xor=0xFF)
+    tampered = data[:5] + bytes([data[5] ^ 0xFF]) + data[6:]
+    bucket.get_object_to_file("fault/rest", str(tmp_path / "t"))  # the CRC is that of the stored bytes
+    assert (tmp_path / "t").read_bytes() == tampered
+    head = bucket.head_object("fault/rest")
+    assert (head.etag, head.server_crc, head.headers["x-oss-meta-a"]) == (put.etag, crc64(tampered), "1")
+    assert head.etag != hashlib.md5(tampered).hexdigest().upper()
+    assert emulator.get_object_bytes(BUCKET, "fault/rest-copy") == data
+    with pytest.raises(IndexError):
+        emulator.tamper_object(BUCKET, "fault/rest", 4000)
+
+
+def test_truncate_object(emulator: OssEmulator) -> None:
+    bucket = oss2.Bucket(oss2.Auth(AK, SK), emulator.endpoint, BUCKET)
+    size = 100 * 1024
+    key = "fault/short"
+    upload_id = bucket.init_multipart_upload(key, headers={"x-oss-meta-k": "v"}).upload_id
+    chunks = [os.urandom(size), os.urandom(500)]
+    parts = [
+        oss2.models.PartInfo(n, bucket.upload_part(key, upload_id, n, c).etag)
+        for n, c in enumerate(chunks, 1)
+    ]
+    etag = bucket.complete_multipart_upload(key, upload_id, parts).etag
+    emulator.truncate_object(BUCKET, key, size + 10)  # cuts inside the second segment
+    head = bucket.head_object(key)
+    assert (head.content_length, head.etag, head.headers["x-oss-meta-k"]) == (size + 10, etag, "v")
+    assert bucket.get_object(key).read() == (chunks[0] + chunks[1])[: size + 10]  # CRC checked on read
+    assert head.server_crc == crc64((chunks[0] + chunks[1])[: size + 10])
+    emulator.truncate_object(BUCKET, key, 0)
+    assert bucket.get_object(key).read() == b""
+    with pytest.raises(ValueError):
+        emulator.truncate_object(BUCKET, key, 1)
+
+
+def test_replace_metadata(emulator: OssEmulator) -> None:
+    bucket = oss2.Bucket(oss2.Auth(AK, SK), emulator.endpoint, BUCKET)
+    put = bucket.put_object("fault/meta", b"payload", headers={"x-oss-meta-a": "1", "Content-Type": "text/x"})
+    emulator.replace_metadata(BUCKET, "fault/meta", {"B": "2", "Other-Name": "k"})
+    assert emulator.get_object_metadata(BUCKET, "fault/meta") == {
+        "x-oss-meta-b": "2",
+        "x-oss-meta-other-name": "k",
+    }
+    head = bucket.head_object("fault/meta")
+    assert head.headers.get("x-oss-meta-a") is None
+    assert (head.headers["x-oss-meta-b"], head.etag, head.content_type) == ("2", put.etag, "text/x")
+    assert bucket.get_object("fault/meta").read() == b"payload"
+    emulator.replace_metadata(BUCKET, "fault/meta", {})
+    assert emulator.get_object_metadata(BUCKET, "fault/meta") == {}
+
+
 def test_wrong_secret_and_unknown_key(emulator: OssEmulator) -> None:
     for auth, kw in ((oss2.Auth(AK, "wrong"), {}), (oss2.AuthV4(AK, "wrong"), {"region": "cn-hangzhou"})):
         bad = oss2.Bucket(auth, emulator.endpoint, BUCKET, **kw)

@@ -4,7 +4,8 @@
 work against it unmodified; ``python -m cse_oss.testing`` runs one from the command line.
 """
 
-from .crc64 import Crc64, crc64, crc64_combine
+from cse_oss.crc64 import Crc64, crc64, crc64_combine
+
 from .server import OssEmulator, OssError, RequestRecord
 
 __all__ = ["Crc64", "OssEmulator", "OssError", "RequestRecord", "crc64", "crc64_combine"]

@@ -18,13 +18,13 @@ import threading
 import time
 import xml.etree.ElementTree as ET
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from email.utils import formatdate, parsedate_to_datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from urllib.parse import quote, unquote, unquote_plus
 
-from .crc64 import Crc64, crc64_combine
+from cse_oss.crc64 import Crc64, crc64, crc64_combine
 
 __all__ = ["OssEmulator", "OssError", "RequestRecord"]
 
@@ -161,6 +161,23 @@ def _sub(parent: ET.Element, tag: str, text: str | None = None) -> ET.Element:
     if text is not None:
         node.text = text
     return node
+
+
+def _flip(stream: Iterable[memoryview], offset: int, xor: int) -> Iterable[memoryview]:
+    """Pass ``stream`` through with the byte at ``offset`` (counted over the whole stream) XORed."""
+    pos = 0
+    for piece in stream:
+        if pos <= offset < pos + len(piece):
+            changed = bytearray(piece)
+            changed[offset - pos] ^= xor
+            piece = memoryview(changed)
+        pos += len(piece)
+        yield piece
+
+
+def _check_xor(xor: int) -> None:
+    if not 1 <= xor <= 0xFF:
+        raise ValueError(f"xor must be between 1 and 255, not {xor}")
 
 
 def _v4_encode(text: str, keep_slash: bool) -> str:
@@ -552,7 +569,7 @@ class _Handler(BaseHTTPRequestHandler):
         if method == "PUT":
             if "partNumber" in q and "uploadId" in q:
                 if "x-oss-copy-source" in self.headers:
-                    raise OssError(501, "NotImplemented", "UploadPartCopy is not supported by the emulator.")
+                    return self._upload_part_copy(bucket)
                 return self._upload_part(bucket)
             if set(q) & _SUBRESOURCES:
                 raise OssError(
@@ -691,11 +708,38 @@ class _Handler(BaseHTTPRequestHandler):
             },
         )
 
+    def _copy_source(self) -> _Object:
+        """Find the ``x-oss-copy-source`` object (``/bucket/url-encoded-key``) and check its conditions.
+
+        Call with the emulator lock held.
+        """
+        raw, _, query = self.headers["x-oss-copy-source"].partition("?")
+        if query:
+            raise OssError(501, "NotImplemented", "The emulator does not keep object versions.")
+        src_bucket_name, _, src_key = unquote(raw).lstrip("/").partition("/")
+        if not src_bucket_name or not src_key:
+            raise OssError(400, "InvalidArgument", "x-oss-copy-source is not valid.")
+        src = self._object(self._bucket(src_bucket_name), src_key)
+        etag = src.etag.upper()
+        modified = int(src.last_modified)
+        failed = False
+        if (value := self.headers.get("x-oss-copy-source-if-match")) is not None:
+            failed |= value.strip().strip('"').upper() != etag
+        if (value := self.headers.get("x-oss-copy-source-if-none-match")) is not None:
+            failed |= value.strip().strip('"').upper() == etag
+        if (value := self.headers.get("x-oss-copy-source-if-unmodified-since")) is not None:
+            failed |= (when := _parse_http_date(value)) is not None and modified > when
+        if (value := self.headers.get("x-oss-copy-source-if-modified-since")) is not None:
+            failed |= (when := _parse_http_date(value)) is not None and modified <= when
+        if failed:
+            raise OssError(
+                412, "PreconditionFailed", "At least one of the pre-conditions you specified did not hold."
+            )
+        return src
+
     def _copy_object(self, bucket: _Bucket) -> None:
-        source = unquote(self.headers["x-oss-copy-source"])
-        src_bucket_name, _, src_key = source.lstrip("/").partition("/")
         with self.server.emulator.lock:
-            src = self._object(self._bucket(src_bucket_name), src_key)
+            src = self._copy_source()
         directive = (self.headers.get("x-oss-metadata-directive") or "COPY").upper()
         if directive not in ("COPY", "REPLACE"):
             raise OssError(400, "InvalidArgument", "x-oss-metadata-directive must be COPY or REPLACE.")
@@ -787,12 +831,18 @@ class _Handler(BaseHTTPRequestHandler):
         if self.query.get("response-expires"):
             headers["Expires"] = self.query["response-expires"]
         rng = self._parse_range(obj.size)
+        start, end = (0, obj.size) if rng is None else rng
+        emu = self.server.emulator
+        with emu.lock:
+            fault = emu.get_faults.pop((bucket.name, self.key), None)
+        stream = obj.slices(start, end)
+        if fault is not None:
+            stream = _flip(stream, *fault)
         if rng is None:
-            self._send(200, headers, stream=obj.slices(0, obj.size), length=obj.size)
+            self._send(200, headers, stream=stream, length=obj.size)
             return
-        start, end = rng
         headers["Content-Range"] = f"bytes {start}-{end - 1}/{obj.size}"
-        self._send(206, headers, stream=obj.slices(start, end), length=end - start)
+        self._send(206, headers, stream=stream, length=end - start)
 
     def _head_object(self, bucket: _Bucket, meta_only: bool = False) -> None:
         with self.server.emulator.lock:
@@ -958,6 +1008,59 @@ class _Handler(BaseHTTPRequestHandler):
             upload = self._upload(self._bucket())
             upload.parts[int(raw)] = _Part(data, digest, crc, time.time(), headers)
         self._send(200, {"ETag": f'"{digest.hex().upper()}"', "x-oss-hash-crc64ecma": str(crc)})
+
+    def _copy_range(self, size: int) -> tuple[int, int]:
+        """Return the ``[start, end)`` bytes of ``x-oss-copy-source-range`` (``bytes=first-last``).
+
+        As OSS documents, a range that does not follow the syntax copies the whole source; a well-formed
+        range reaching past the end of the source is refused with 400 InvalidArgument.
+        """
+        spec = (self.headers.get("x-oss-copy-source-range") or "").strip()
+        first, dash, last = spec[6:].strip().partition("-") if spec.startswith("bytes=") else ("", "", "")
+        if not dash or not (first or last) or not all(p.isdigit() for p in (first, last) if p):
+            return 0, size
+        if not first:  # suffix: the last N bytes
+            count = int(last)
+            if count == 0 or count > size:
+                raise OssError(400, "InvalidArgument", "The specified copy range is not valid.")
+            return size - count, size
+        start = int(first)
+        end = int(last) + 1 if last else size
+        if end <= start and last:
+            return 0, size
+        if start >= size or end > size:
+            raise OssError(
+                400,
+                "InvalidArgument",
+                f"The specified copy range {spec} exceeds the source object size {size}.",
+            )
+        return start, end
+
+    def _upload_part_copy(self, bucket: _Bucket) -> None:
+        raw = self.query.get("partNumber", "")
+        if not raw.isdigit() or not 1 <= int(raw) <= 10000:
+            raise OssError(
+                400, "InvalidArgument", "Part number must be an integer between 1 and 10000, inclusive."
+            )
+        self._drain()
+        with self.server.emulator.lock:
+            self._upload(bucket)
+            src = self._copy_source()
+        start, end = self._copy_range(src.size)
+        data = b"".join(src.slices(start, end))
+        digest = hashlib.md5(data).digest()  # noqa: S324 - OSS ETags are MD5
+        crc = Crc64()
+        crc.update(data)
+        headers = {k.lower(): v for k, v in self.headers.items() if k.lower().startswith(_CSE_PREFIX)}
+        part = _Part(data, digest, crc.value, time.time(), headers)
+        with self.server.emulator.lock:
+            upload = self._upload(self._bucket())
+            upload.parts[int(raw)] = part
+        etag = f'"{digest.hex().upper()}"'
+        root = ET.Element("CopyPartResult")
+        _sub(root, "LastModified", _iso(part.last_modified))
+        _sub(root, "ETag", etag)
+        self._send_xml(root, {"ETag": etag, "x-oss-hash-crc64ecma": str(part.crc)})
 
     def _complete(self, bucket: _Bucket) -> None:
         with self.server.emulator.lock:
@@ -1184,6 +1287,8 @@ class OssEmulator:
         self.buckets: dict[str, _Bucket] = {}
         self.request_log: list[RequestRecord] = []
         self.upload_counter = 0
+        self.get_faults: dict[tuple[str, str], tuple[int, int]] = {}
+        """Pending :meth:`corrupt_next_get` faults: (bucket, key) -> (offset, xor)."""
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
         for name in buckets:
@@ -1250,3 +1355,74 @@ class OssEmulator:
         """Empty :attr:`request_log`."""
         with self.lock:
             self.request_log.clear()
+
+    # ------------------------------------------------------------------ fault injection
+    def corrupt_next_get(self, bucket: str, key: str, offset: int = 0, xor: int = 0x01) -> None:
+        """Make the next GET of the object send one byte altered in transit, for corruption tests.
+
+        The byte at ``offset``, counted from the first byte that GET serves (the start of its range, if it
+        asks for one), is XORed with ``xor``; the stored object and every header (Content-Length, ETag,
+        ``x-oss-hash-crc64ecma``) stay as they are, so a client that checks the CRC-64 or MD5 of what it
+        received sees a mismatch. One-shot: the first GET that sends the object's body consumes it (an
+        error or a 304 answer does not, a HEAD never does); if ``offset`` lies past the bytes that GET
+        serves, nothing is altered. A later call for the same object replaces a pending one.
+        """
+        _check_xor(xor)
+        if offset < 0:
+            raise ValueError(f"offset must not be negative, not {offset}")
+        with self.lock:
+            if key not in self.buckets[bucket].objects:
+                raise KeyError(key)
+            self.get_faults[(bucket, key)] = (offset, xor)
+
+    def tamper_object(self, bucket: str, key: str, offset: int, xor: int = 0x01) -> None:
+        """Alter one stored byte at rest: the byte at ``offset`` is XORed with ``xor``.
+
+        The ETag (the MD5 of the original upload), Last-Modified, type and metadata are kept, as bit rot
+        or an overwrite that preserves the headers would leave them, so an ETag check does not reveal it.
+        The stored CRC-64 is recomputed, because the server always reports the CRC of what it stores:
+        a GET of the tampered object passes the SDKs' transport CRC check and only a check against an
+        independently kept digest (or an authenticated encryption tag) detects the change. Other objects
+        that share the bytes (copies) are not affected. Raises KeyError if the object is absent and
+        IndexError if ``offset`` is outside it.
+        """
+        _check_xor(xor)
+        with self.lock:
+            objects = self.buckets[bucket].objects
+            obj = objects[key]
+            if not 0 <= offset < obj.size:
+                raise IndexError(f"offset {offset} is outside the object of {obj.size} bytes")
+            data = bytearray(b"".join(obj.segments))
+            data[offset] ^= xor
+            objects[key] = replace(obj, segments=(bytes(data),), crc=crc64(data))
+
+    def truncate_object(self, bucket: str, key: str, length: int) -> None:
+        """Keep only the first ``length`` stored bytes of the object.
+
+        As with :meth:`tamper_object`, the stored CRC-64 is recomputed over the remaining bytes while the
+        ETag, Last-Modified and metadata are kept. Raises KeyError if the object is absent and ValueError
+        if ``length`` is negative or larger than the object.
+        """
+        with self.lock:
+            objects = self.buckets[bucket].objects
+            obj = objects[key]
+            if not 0 <= length <= obj.size:
+                raise ValueError(f"length {length} is not between 0 and the object size {obj.size}")
+            data = b"".join(obj.slices(0, length))
+            objects[key] = replace(obj, segments=(data,), size=length, crc=crc64(data))
+
+    def replace_metadata(self, bucket: str, key: str, metadata: dict[str, str]) -> None:
+        """Replace the stored ``x-oss-meta-*`` user metadata of the object with ``metadata``.
+
+        Names are given without the ``x-oss-meta-`` prefix (a name that already has it is taken as is)
+        and are stored lower-cased, as OSS does; the bytes, ETag, CRC-64 and other headers are kept.
+        Raises KeyError if the object is absent.
+        """
+        prefix = "x-oss-meta-"
+        meta = {
+            (name.lower() if name.lower().startswith(prefix) else prefix + name.lower()): value
+            for name, value in metadata.items()
+        }
+        with self.lock:
+            objects = self.buckets[bucket].objects
+            objects[key] = replace(objects[key], meta=meta)

@@ -1,14 +1,17 @@
-"""CRC-64/ECMA-182 as OSS computes it (the ``x-oss-hash-crc64ecma`` header), in pure Python.
+"""CRC-64/ECMA-182 as OSS computes it (the ``x-oss-hash-crc64ecma`` header).
 
 This is the reflected CRC-64 with polynomial 0x42F0E1EBA9EA3693 (reversed 0xC96C5795D7870F42), initial value
-and final XOR all ones, the same value ``oss2.utils.Crc64`` computes. It runs slicing-by-8
-over eight-byte words, and :func:`crc64_combine` joins the CRCs of two adjacent pieces without reading
-their bytes again.
+and final XOR all ones, the same value ``oss2.utils.Crc64`` computes. When ``crcmod``'s C extension is
+importable (oss2 depends on crcmod), the bytes are run through it (about 400 MiB/s here); otherwise a
+pure-Python slicing-by-8 loop over eight-byte words does the work (about 14 MiB/s), so the OSS emulator
+still needs nothing but the standard library. :func:`crc64_combine` joins the CRCs of two adjacent pieces
+without reading their bytes again (how a multipart object's CRC follows from its parts').
 """
 
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
 
 __all__ = ["Crc64", "crc64", "crc64_combine"]
 
@@ -35,7 +38,7 @@ _T0, _T1, _T2, _T3, _T4, _T5, _T6, _T7 = _TABLES
 _WORDS = struct.Struct("<Q")
 
 
-def _update(register: int, data: bytes | bytearray | memoryview) -> int:
+def _update_python(register: int, data: bytes | bytearray | memoryview) -> int:
     """Advance the raw (pre-inverted) register over ``data``."""
     view = memoryview(data).cast("B")
     n = len(view)
@@ -58,6 +61,35 @@ def _update(register: int, data: bytes | bytearray | memoryview) -> int:
     for byte in view[whole:]:
         crc = t0[(crc ^ byte) & 0xFF] ^ (crc >> 8)
     return crc
+
+
+def _load_extension() -> Callable[[int, bytes | bytearray | memoryview], int] | None:
+    """crcmod's C routine for reflected 64-bit CRCs, bound to this CRC's table, or None without it."""
+    try:
+        from crcmod import _crcfunext  # type: ignore[import-untyped,import-not-found,unused-ignore]
+    except ImportError:
+        return None
+    table = struct.pack("<256Q", *_TABLES[0])
+    fun = _crcfunext._crc64r
+
+    def update(register: int, data: bytes | bytearray | memoryview) -> int:
+        view = memoryview(data).cast("B")
+        return int(fun(view, register, table)) if len(view) else register
+
+    try:  # the extension takes any buffer in some builds and only bytes in others: find out once
+        if update(_MASK, b"123456789") ^ _MASK != 0x995DC9BBDF1939FA:
+            return None
+        update(_MASK, memoryview(b"1"))
+    except (TypeError, ValueError):
+
+        def update_bytes(register: int, data: bytes | bytearray | memoryview) -> int:
+            return int(fun(bytes(data), register, table)) if len(data) else register
+
+        return update_bytes
+    return update
+
+
+_update = _load_extension() or _update_python
 
 
 def crc64(data: bytes | bytearray | memoryview, crc: int = 0) -> int:
