@@ -20,11 +20,12 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import BinaryIO, ClassVar
+from typing import Any, BinaryIO, ClassVar
 
 from cse.exceptions import ConfigurationError, InvalidRangeError
 
 __all__ = [
+    "BufferReader",
     "GetResult",
     "ObjectInfo",
     "PartInfo",
@@ -185,6 +186,56 @@ class Store(ABC):
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections. The default does nothing."""
+
+
+class BufferReader(io.RawIOBase):
+    """A seekable, read-only stream over a caller's buffer, for store implementations.
+
+    HTTP libraries (botocore, requests) read such a body in blocks and seek back to retry; handing them
+    ``bytes(memoryview)`` instead would copy every in-flight part once more.
+    """
+
+    def __init__(self, data: bytes | bytearray | memoryview) -> None:
+        """Read ``data`` (not copied) from its start."""
+        super().__init__()
+        self._view = memoryview(data).cast("B")
+        self._pos = 0
+
+    def __len__(self) -> int:
+        return len(self._view)
+
+    def readable(self) -> bool:
+        """Always true."""
+        return True
+
+    def seekable(self) -> bool:
+        """Always true."""
+        return True
+
+    def tell(self) -> int:
+        """The read position."""
+        return self._pos
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        """Move the read position."""
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: len(self._view)}[whence]
+        self._pos = max(0, base + offset)
+        return self._pos
+
+    def readinto(self, buffer: Any) -> int:
+        """Copy the next bytes into ``buffer``."""
+        out = memoryview(buffer).cast("B")
+        n = max(0, min(len(out), len(self._view) - self._pos))
+        out[:n] = self._view[self._pos : self._pos + n]
+        self._pos += n
+        return n
+
+    def read(self, size: int | None = -1) -> bytes:
+        """The next ``size`` bytes (all that is left if negative)."""
+        end = len(self._view) if size is None or size < 0 else min(len(self._view), self._pos + size)
+        data = bytes(self._view[self._pos : end])
+        self._pos = max(self._pos, end)
+        return data
 
 
 def clean_metadata(metadata: Mapping[str, str]) -> dict[str, str]:

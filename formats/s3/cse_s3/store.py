@@ -62,6 +62,7 @@ from cse.exceptions import (
 )
 from cse.formats.native import METADATA_KEY as NATIVE_METADATA_KEY
 from cse.stores.base import (
+    BufferReader,
     GetResult,
     ObjectInfo,
     PartInfo,
@@ -141,57 +142,8 @@ def _ascii_metadata(metadata: Mapping[str, str]) -> dict[str, str]:
     return meta
 
 
-def _body(data: bytes | bytearray | memoryview) -> _MemoryBody:
-    return _MemoryBody(data)
-
-
-class _MemoryBody(io.RawIOBase):
-    """A seekable, read-only stream over the caller's buffer, so botocore sends it without a copy.
-
-    botocore reads it in blocks (to checksum and to send) and seeks back to retry; a ``bytes(memoryview)``
-    would instead copy every in-flight part once more.
-    """
-
-    def __init__(self, data: bytes | bytearray | memoryview) -> None:
-        super().__init__()
-        self._view = memoryview(data).cast("B")
-        self._pos = 0
-
-    def __len__(self) -> int:
-        return len(self._view)
-
-    def readable(self) -> bool:
-        """Always true."""
-        return True
-
-    def seekable(self) -> bool:
-        """Always true."""
-        return True
-
-    def tell(self) -> int:
-        """The read position."""
-        return self._pos
-
-    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        """Move the read position."""
-        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: len(self._view)}[whence]
-        self._pos = max(0, base + offset)
-        return self._pos
-
-    def readinto(self, buffer: Any) -> int:
-        """Copy the next bytes into ``buffer``."""
-        out = memoryview(buffer).cast("B")
-        n = max(0, min(len(out), len(self._view) - self._pos))
-        out[:n] = self._view[self._pos : self._pos + n]
-        self._pos += n
-        return n
-
-    def read(self, size: int | None = -1) -> bytes:
-        """The next ``size`` bytes (all that is left if negative)."""
-        end = len(self._view) if size is None or size < 0 else min(len(self._view), self._pos + size)
-        data = bytes(self._view[self._pos : end])
-        self._pos = max(self._pos, end)
-        return data
+def _body(data: bytes | bytearray | memoryview) -> BufferReader:
+    return BufferReader(data)
 
 
 class _Body(io.RawIOBase):
