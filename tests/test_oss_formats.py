@@ -276,14 +276,20 @@ def test_encode_layout() -> None:
 
 
 def test_part_headers() -> None:
-    """data-size and part-size, each only when set."""
+    """Every UploadPart carries the crypto context with data-size and part-size, as the official SDKs send it;
+    the whole object's length and MD5 stay on Initiate."""
     fmt = OssV2Format()
     assert fmt.part_headers(_rsa_envelope()) == {}
-    assert fmt.part_headers(_rsa_envelope(data_size=10, part_size=102400)) == {
-        "client-side-encryption-data-size": "10",
-        "client-side-encryption-part-size": "102400",
-    }
-    assert fmt.part_headers(_rsa_envelope(part_size=16)) == {"client-side-encryption-part-size": "16"}
+    envelope = _rsa_envelope(data_size=10, part_size=102400)
+    headers = fmt.part_headers(envelope)
+    full = fmt.encode(envelope)
+    assert headers["client-side-encryption-data-size"] == "10"
+    assert headers["client-side-encryption-part-size"] == "102400"
+    for name in ("key", "start", "cek-alg", "wrap-alg", "matdesc"):
+        assert headers[f"client-side-encryption-{name}"] == full[f"client-side-encryption-{name}"]
+    assert "client-side-encryption-unencrypted-content-length" not in headers
+    assert "client-side-encryption-unencrypted-content-md5" not in headers
+    assert fmt.part_headers(_rsa_envelope(part_size=16))["client-side-encryption-part-size"] == "16"
 
 
 @pytest.mark.parametrize(
@@ -663,4 +669,6 @@ def test_multipart_records_data_size_and_part_size(provider: RsaKeyProvider) -> 
         "client-side-encryption-part-size": str(100 * KiB),
     }
     assert wanted.items() <= store.initiate_metadata[0].items()
-    assert all(headers == wanted for _, headers in store.part_headers)
+    context = {k: v for k, v in store.initiate_metadata[0].items() if "unencrypted" not in k}
+    assert all(headers == context for _, headers in store.part_headers)
+    assert wanted.items() <= context.items()

@@ -57,8 +57,9 @@ def _modules(package: str) -> list[str]:
 
 MODULES = [
     m
-    for m in _modules("cse") + _modules("cse_rsa") + _modules("cse_s3") + _modules("cse_aws_kms")
-    if m != "cse.__main__"
+    for package in ("cse", "cse_rsa", "cse_s3", "cse_aws_kms", "cse_oss", "cse_aliyun_kms")
+    for m in _modules(package)
+    if not m.endswith(".__main__")
 ]
 
 
@@ -112,9 +113,11 @@ def test_every_public_function_and_method_has_a_docstring(module_name: str) -> N
 
 
 def test_py_typed_markers_ship() -> None:
+    import cse_aliyun_kms
     import cse_aws_kms
+    import cse_oss
     import cse_rsa
     import cse_s3
 
-    for pkg in (cse, cse_rsa, cse_s3, cse_aws_kms):
+    for pkg in (cse, cse_rsa, cse_s3, cse_aws_kms, cse_oss, cse_aliyun_kms):
         assert (importlib.resources.files(pkg.__name__) / "py.typed").is_file()

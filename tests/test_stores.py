@@ -326,7 +326,12 @@ def test_put_leaves_no_temporary_files(tmp_path: Path) -> None:
     part = store.upload_part("d/multi", upload, 1, b"xyz")
     store.complete_multipart("d/multi", upload, [part])
     assert _files(tmp_path) == [
-        "d/.cse/copy.json", "d/.cse/multi.json", "d/.cse/obj.json", "d/copy", "d/multi", "d/obj",
+        "d/.cse/copy.json",
+        "d/.cse/multi.json",
+        "d/.cse/obj.json",
+        "d/copy",
+        "d/multi",
+        "d/obj",
     ]
 
 

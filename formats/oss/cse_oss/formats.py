@@ -13,7 +13,8 @@ User-metadata keys, without the ``x-oss-meta-`` prefix that OSS adds (names from
 * ``client-side-encryption-unencrypted-content-length``: the plaintext length, decimal, when known;
 * ``client-side-encryption-unencrypted-content-md5``: base64 of the plaintext's MD5, when known;
 * ``client-side-encryption-data-size`` and ``client-side-encryption-part-size``: multipart plaintext size
-  and part size, decimal, sent on Initiate and on every UploadPart (:meth:`OssV2Format.part_headers`).
+  and part size, decimal, sent on Initiate and, with the rest of the crypto context, on every UploadPart
+  (:meth:`OssV2Format.part_headers`).
 
 The IV is wrapped with the same key provider as the content key, with one wrap call each (the client does
 that when :attr:`Format.wraps_iv` is true); a decoded envelope carries it in
@@ -334,17 +335,23 @@ class OssV2Format(Format):
             out[UNENCRYPTED_LENGTH] = str(envelope.plaintext_length)
         if envelope.plaintext_md5 is not None:
             out[UNENCRYPTED_MD5] = envelope.plaintext_md5
-        out.update(self.part_headers(envelope))
-        return out
-
-    def part_headers(self, envelope: Envelope) -> dict[str, str]:
-        """``data-size`` and ``part-size``, each when set: OSS sends them on Initiate and every UploadPart."""
-        out: dict[str, str] = {}
         if envelope.data_size is not None:
             out[DATA_SIZE] = str(envelope.data_size)
         if envelope.part_size is not None:
             out[PART_SIZE] = str(envelope.part_size)
         return out
+
+    def part_headers(self, envelope: Envelope) -> dict[str, str]:
+        """What every UploadPart carries: the crypto context (wrapped key and IV, algorithms, material
+        description) with ``data-size`` and ``part-size``, as oss2 and alibabacloud-oss-v2 send it.
+
+        The plaintext length and MD5 belong to the whole object and are left out. Empty when the envelope
+        has no multipart layout.
+        """
+        if envelope.part_size is None:
+            return {}
+        encoded = self.encode(envelope)
+        return {k: v for k, v in encoded.items() if k not in (UNENCRYPTED_LENGTH, UNENCRYPTED_MD5)}
 
 
 class OssV1Format(Format):

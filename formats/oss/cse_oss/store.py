@@ -1,0 +1,644 @@
+"""``oss://BUCKET/KEY``: Alibaba Cloud OSS (and the OSS emulator) through an ``oss2.Bucket``.
+
+``OssStore(bucket)`` takes an ``oss2.Bucket`` (signed with V1 ``oss2.Auth`` or V4 ``oss2.AuthV4``, STS
+tokens with ``oss2.StsAuth``), and uses it as it is. :meth:`OssStore.from_url` and
+``OssStore.open(name)`` build one with :func:`default_bucket`:
+
+* the endpoint comes from ``OSS_ENDPOINT`` (``https://oss-cn-hangzhou.aliyuncs.com``, or the emulator's
+  ``http://127.0.0.1:PORT``);
+* the region from ``OSS_REGION`` (``cn-hangzhou``). With a region, requests are signed with V4, without
+  one with V1;
+* credentials from ``OSS_ACCESS_KEY_ID`` / ``OSS_ACCESS_KEY_SECRET`` (and ``OSS_SESSION_TOKEN``), or else
+  ``ALIBABA_CLOUD_ACCESS_KEY_ID`` / ``ALIBABA_CLOUD_ACCESS_KEY_SECRET`` (and
+  ``ALIBABA_CLOUD_SECURITY_TOKEN``);
+* timeouts: 10 s to connect, 60 s without a byte read; oss2 retries requests that fail to connect.
+
+User metadata travels as ``x-oss-meta-*`` headers, ASCII only.
+
+CRC-64. Every upload (put and each part) computes the CRC-64/ECMA of the bytes sent and compares it with
+the ``x-oss-hash-crc64ecma`` the server answers; a completed multipart upload is checked against the
+CRCs of its parts, combined. A whole-object read computes the CRC-64 of the bytes received and compares it
+with the header when the last byte arrives, *before* that byte is handed on, so a body corrupted in transit
+raises :class:`~cse.exceptions.StoreError` and is never returned as good data. A ranged read cannot be
+checked this way (the header is the whole object's CRC). The default bucket turns oss2's own CRC checks
+off, since the store does them; a bucket given with ``enable_crc=True`` checks twice.
+
+The CRC catches corruption between the server and the client. It does not catch a change at rest: the
+server recomputes the CRC of what it stores. OSS V2 (AES-CTR) has no integrity of its own, so only
+``cse-v1`` detects a changed body (see ``docs/oss.md``).
+
+Ranges are requested with ``x-oss-range-behavior: standard``, so a range that starts past the end of the
+object is refused (416) rather than silently answered with the whole object, and one that runs past the
+end is clamped.
+
+Multipart: part numbers 1..10,000, parts of at least 100 KiB but the last. Each UploadPart carries the
+client-side-encryption headers that the format gives (for OSS V2 the whole crypto context, data size and
+part size, as the official SDKs send). :meth:`OssStore.upload_context` reads back the crypto context of an
+unfinished upload from ListParts, which is how an upload started elsewhere can be resumed.
+"""
+
+from __future__ import annotations
+
+import builtins
+import contextlib
+import io
+import os
+import re
+import threading
+import xml.etree.ElementTree as ET
+from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timezone
+from typing import Any, BinaryIO, ClassVar, NoReturn, cast
+
+import oss2  # type: ignore[import-untyped,unused-ignore]
+from oss2 import exceptions as oss_errors  # type: ignore[import-untyped,unused-ignore]
+
+from cse.exceptions import (
+    ConfigurationError,
+    CseError,
+    InvalidRangeError,
+    ObjectNotFoundError,
+    StoreError,
+)
+from cse.stores.base import (
+    BufferReader,
+    GetResult,
+    ObjectInfo,
+    PartInfo,
+    Store,
+    UploadInfo,
+    clean_metadata,
+    resolve_get_range,
+)
+from cse_oss.crc64 import crc64, crc64_combine
+
+__all__ = ["MAX_COPY_SIZE", "OssStore", "default_bucket"]
+
+_PREFIX = "oss://"
+_META = "x-oss-meta-"
+KiB = 1024
+MiB = 1024 * KiB
+#: The largest object a single CopyObject copies; larger ones are copied part by part (UploadPartCopy).
+MAX_COPY_SIZE = 1024 * MiB
+#: Part size of such copies.
+COPY_PART_SIZE = 256 * MiB
+_CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")
+# ListParts elements that carry an upload's client-side-encryption context, and the metadata names of each.
+_UPLOAD_CONTEXT = (
+    ("ClientEncryptionKey", "client-side-encryption-key"),
+    ("ClientEncryptionStart", "client-side-encryption-start"),
+    ("ClientEncryptionCekAlg", "client-side-encryption-cek-alg"),
+    ("ClientEncryptionWrapAlg", "client-side-encryption-wrap-alg"),
+    ("ClientEncryptionDataSize", "client-side-encryption-data-size"),
+    ("ClientEncryptionPartSize", "client-side-encryption-part-size"),
+)
+_AUTH_CODES = frozenset(
+    {
+        "SignatureDoesNotMatch",
+        "InvalidAccessKeyId",
+        "AccessDenied",
+        "SecurityTokenExpired",
+        "InvalidSecurityToken",
+    }
+)
+
+
+def _env(*names: str) -> str:
+    for name in names:
+        value = os.environ.get(name, "").strip()
+        if value:
+            return value
+    return ""
+
+
+def default_bucket(name: str, *, endpoint: str | None = None, region: str | None = None) -> Any:
+    """An ``oss2.Bucket`` for ``name`` as cse builds one by default (see the module docstring).
+
+    :param endpoint: default ``OSS_ENDPOINT``.
+    :param region: default ``OSS_REGION``; with a region requests are signed with V4, without one with V1.
+    """
+    endpoint = endpoint or _env("OSS_ENDPOINT")
+    if not endpoint:
+        raise ConfigurationError(
+            "no OSS endpoint: set OSS_ENDPOINT (for example https://oss-cn-hangzhou.aliyuncs.com, or the "
+            "emulator's http://127.0.0.1:PORT)"
+        )
+    region = region or _env("OSS_REGION") or None
+    ak = _env("OSS_ACCESS_KEY_ID") or _env("ALIBABA_CLOUD_ACCESS_KEY_ID")
+    secret = (
+        _env("OSS_ACCESS_KEY_SECRET")
+        if _env("OSS_ACCESS_KEY_ID")
+        else _env("ALIBABA_CLOUD_ACCESS_KEY_SECRET")
+    )
+    token = _env("OSS_SESSION_TOKEN") if _env("OSS_ACCESS_KEY_ID") else _env("ALIBABA_CLOUD_SECURITY_TOKEN")
+    if not ak or not secret:
+        raise ConfigurationError(
+            "no OSS credentials: set OSS_ACCESS_KEY_ID and OSS_ACCESS_KEY_SECRET "
+            "(or ALIBABA_CLOUD_ACCESS_KEY_ID "
+            "and ALIBABA_CLOUD_ACCESS_KEY_SECRET), with OSS_SESSION_TOKEN for STS credentials"
+        )
+    provider = oss2.credentials.StaticCredentialsProvider(ak, secret, token)
+    auth = oss2.ProviderAuthV4(provider) if region else oss2.ProviderAuth(provider)
+    try:
+        return oss2.Bucket(
+            auth,
+            endpoint,
+            name,
+            session=oss2.Session(pool_size=32),
+            connect_timeout=(10, 60),
+            enable_crc=False,
+            region=region,
+            app_name="cse-oss",
+        )
+    except (oss_errors.ClientError, ValueError) as exc:
+        raise ConfigurationError(f"cannot open the OSS bucket {name!r} at {endpoint}: {exc}") from exc
+
+
+def _etag(value: Any) -> str:
+    return str(value or "").strip('"')
+
+
+def _check_key(key: str) -> None:
+    if not isinstance(key, str) or not key:
+        raise ConfigurationError(f"an object key is a non-empty string, not {key!r}")
+
+
+def _meta_headers(metadata: Mapping[str, str]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for name, value in clean_metadata(metadata).items():
+        if not (name.isascii() and value.isascii()):
+            raise ConfigurationError(
+                f"OSS user metadata is ASCII; the metadata {name!r} holds other characters"
+            )
+        out[_META + name] = value
+    return out
+
+
+def _user_metadata(headers: Mapping[str, str]) -> dict[str, str]:
+    return {k.lower()[len(_META) :]: v for k, v in headers.items() if k.lower().startswith(_META)}
+
+
+def _when(value: Any) -> datetime | None:
+    if isinstance(value, (int, float)) and value > 0:
+        return datetime.fromtimestamp(value, tz=timezone.utc)
+    return None
+
+
+def _crc_header(headers: Mapping[str, str]) -> int | None:
+    raw = headers.get("x-oss-hash-crc64ecma")
+    return int(raw) if raw is not None and str(raw).isdigit() else None
+
+
+class _Body(io.RawIOBase):
+    """The body of a GetObject as a raw stream, CRC-64 checked when the whole object is read.
+
+    ``expected_crc`` is checked the moment the last of ``length`` bytes is read, before it is returned.
+    """
+
+    def __init__(self, result: Any, url: str, length: int, expected_crc: int | None) -> None:
+        super().__init__()
+        self._result = result
+        self._raw = result.resp.response.raw
+        self._url = url
+        self._left = length
+        self._expected = expected_crc
+        self._crc = 0
+
+    def readable(self) -> bool:
+        """Always true."""
+        return True
+
+    def _take(self, size: int) -> bytes:
+        if self._left <= 0:
+            return b""
+        want = self._left if size < 0 else min(size, self._left)
+        try:
+            data = self._raw.read(want, decode_content=False)
+        except Exception as exc:  # urllib3 and socket errors: the transfer broke
+            raise StoreError(f"reading {self._url} failed: {exc}") from exc
+        if not data:
+            raise StoreError(
+                f"reading {self._url} failed: the connection ended {self._left} bytes before the end of the "
+                "body; read it again"
+            )
+        self._left -= len(data)
+        if self._expected is not None:
+            self._crc = crc64(data, self._crc)
+            if self._left == 0 and self._crc != self._expected:
+                raise StoreError(
+                    f"{self._url} was corrupted in transit: the CRC-64 of the bytes received "
+                    f"({self._crc}) is "
+                    f"not the server's x-oss-hash-crc64ecma ({self._expected}); read it again"
+                )
+        return bytes(data)
+
+    def read(self, size: int | None = -1) -> bytes:
+        """Up to ``size`` bytes (all that is left if negative)."""
+        return self._take(-1 if size is None else size)
+
+    def readall(self) -> bytes:
+        """All that is left."""
+        parts = []
+        while chunk := self._take(8 * MiB):
+            parts.append(chunk)
+        return b"".join(parts)
+
+    def readinto(self, buffer: Any) -> int:
+        """Read into ``buffer``; 0 at the end."""
+        view = memoryview(buffer).cast("B")
+        data = self._take(len(view))
+        view[: len(data)] = data
+        return len(data)
+
+    def close(self) -> None:
+        """Release the connection."""
+        if not self.closed:
+            with contextlib.suppress(Exception):
+                self._result.close()
+        super().close()
+
+
+class OssStore(Store):
+    """An OSS bucket (``oss://BUCKET/KEY``) over an ``oss2.Bucket``. Thread-safe, as oss2 buckets are.
+
+    :param bucket: an ``oss2.Bucket`` (used as it is), or a bucket name to open with
+        :func:`default_bucket`.
+    """
+
+    scheme: ClassVar[str] = "oss"
+    min_part_size: ClassVar[int] = 100 * KiB
+    max_parts: ClassVar[int] = 10_000
+    #: The format cse writes to OSS unless told otherwise: the official SDKs' V2.
+    default_format: ClassVar[str] = "oss-v2"
+
+    def __init__(self, bucket: Any) -> None:
+        """Use ``bucket`` (an ``oss2.Bucket``, or a name for :func:`default_bucket`)."""
+        if isinstance(bucket, str):
+            if not bucket or "/" in bucket:
+                raise ConfigurationError(f"an OSS bucket name is non-empty and has no '/': {bucket!r}")
+            bucket = default_bucket(bucket)
+        if not hasattr(bucket, "bucket_name") or not hasattr(bucket, "put_object"):
+            raise ConfigurationError(
+                f"OssStore takes an oss2.Bucket or a bucket name, not {type(bucket).__name__}"
+            )
+        #: The ``oss2.Bucket``.
+        self.bucket: Any = bucket
+        #: Objects larger than this are copied part by part; tests may lower it.
+        self.max_copy_size = MAX_COPY_SIZE
+        #: Part size of such copies.
+        self.copy_part_size = COPY_PART_SIZE
+        self._uploads: dict[str, dict[str, str]] = {}
+        self._crcs: dict[str, dict[int, tuple[int, int]]] = {}
+        self._lock = threading.Lock()
+
+    @property
+    def name(self) -> str:
+        """The bucket name."""
+        return str(self.bucket.bucket_name)
+
+    def __repr__(self) -> str:
+        return f"OssStore(bucket={self.name!r}, endpoint={getattr(self.bucket, 'endpoint', '')!r})"
+
+    @classmethod
+    def from_url(cls, url: str) -> tuple[Store, str]:
+        """``oss://BUCKET/KEY`` -> (a store of ``BUCKET`` on the default bucket, ``"KEY"``), key verbatim."""
+        if not isinstance(url, str) or not url.lower().startswith(_PREFIX):
+            raise ConfigurationError(f"{url!r} is not an oss:// URL (expected oss://BUCKET/KEY)")
+        bucket, _, key = url[len(_PREFIX) :].partition("/")
+        if not bucket:
+            raise ConfigurationError(f"{url!r} names no bucket (expected oss://BUCKET/KEY)")
+        return cls(bucket), key
+
+    def url(self, key: str) -> str:
+        """``oss://BUCKET/KEY``."""
+        return f"{_PREFIX}{self.name}/{key}"
+
+    # ----------------------------------------------------------------------------------------- plumbing
+
+    def _fail(self, exc: Exception, action: str, key: str, upload_id: str | None = None) -> NoReturn:
+        """Raise the cse error for an oss2 error (``raise ... from``)."""
+        url = self.url(key)
+        if isinstance(exc, oss_errors.RequestError):
+            raise StoreError(
+                f"{action} {url}: cannot reach OSS at {getattr(self.bucket, 'endpoint', '?')} "
+                f"({exc.body or exc}); "
+                "check OSS_ENDPOINT and the network"
+            ) from exc
+        if isinstance(exc, oss_errors.InconsistentError):
+            raise StoreError(f"{action} {url}: CRC-64 mismatch ({exc.message}); try again") from exc
+        if not isinstance(exc, oss_errors.OssError):
+            raise StoreError(f"{action} {url} failed: {exc}") from exc
+        status, code = exc.status, str(exc.code or "")
+        message = str(getattr(exc, "message", "") or "")
+        if code == "NoSuchUpload":
+            raise ObjectNotFoundError(f"no multipart upload {upload_id!r} of {url}") from exc
+        if code == "NoSuchBucket":
+            raise StoreError(f"{action} {url}: the bucket {self.name!r} does not exist") from exc
+        if code == "NoSuchKey" or (status == 404 and not code):
+            raise ObjectNotFoundError(f"no such object: {url}") from exc
+        if code == "InvalidRange" or status == 416:
+            raise InvalidRangeError(f"{action} {url}: the byte range is not satisfiable") from exc
+        hint = ""
+        if code in _AUTH_CODES or status == 403:
+            hint = (
+                " (check OSS_ACCESS_KEY_ID / OSS_ACCESS_KEY_SECRET, OSS_SESSION_TOKEN for STS credentials, "
+                "and "
+                "OSS_REGION for V4 signing)"
+            )
+        request_id = getattr(exc, "request_id", "")
+        rid = f", request id {request_id}" if request_id else ""
+        raise StoreError(f"{action} {url} failed: {code or status} ({message}{rid}){hint}") from exc
+
+    def _call(
+        self, action: str, key: str, method: str, *args: Any, upload_id: str | None = None, **kw: Any
+    ) -> Any:
+        try:
+            return getattr(self.bucket, method)(*args, **kw)
+        except oss_errors.OssError as exc:
+            self._fail(exc, action, key, upload_id)
+
+    def _body(self, view: memoryview) -> Any:
+        """What oss2 sends: the buffer itself (one send, no copy), or a stream over it when oss2 wraps
+        bodies in its own CRC adapter (``enable_crc=True``), which reads only streams and bytes."""
+        return BufferReader(view) if getattr(self.bucket, "enable_crc", False) else view
+
+    def _check_upload_crc(self, action: str, key: str, sent: int, result: Any) -> None:
+        server = getattr(result, "crc", None)
+        if server is not None and int(server) != sent:
+            raise StoreError(
+                f"{action} {self.url(key)}: the server's CRC-64 ({server}) is not that of the bytes sent "
+                f"({sent}); "
+                "the upload was corrupted in transit, send it again"
+            )
+
+    # -------------------------------------------------------------------------------------------- objects
+
+    def put(self, key: str, data: bytes | bytearray | memoryview, metadata: Mapping[str, str]) -> ObjectInfo:
+        """PutObject ``data`` under ``key``; the server's CRC-64 must match the bytes sent."""
+        _check_key(key)
+        headers = _meta_headers(metadata)
+        view = memoryview(data).cast("B")
+        result = self._call("put", key, "put_object", key, self._body(view), headers=headers)
+        self._check_upload_crc("put", key, crc64(view), result)
+        return ObjectInfo(key, len(view), _etag(result.etag), _user_metadata(headers))
+
+    def get(self, key: str, start: int = 0, end: int | None = None) -> GetResult:
+        """GetObject bytes ``start..end`` (inclusive) of ``key``; see :meth:`Store.get` and the CRC notes."""
+        _check_key(key)
+        url = self.url(key)
+        if start < 0 or (end is not None and end < start):
+            raise InvalidRangeError(f"invalid byte range {start}-{'' if end is None else end} for {url}")
+        headers = {"x-oss-range-behavior": "standard", "Accept-Encoding": "identity"}
+        ranged = bool(start) or end is not None
+        try:
+            result = self._call(
+                "get", key, "get_object", key, byte_range=(start, end) if ranged else None, headers=headers
+            )
+        except InvalidRangeError:
+            if start:
+                raise
+            result = self._call("get", key, "get_object", key, headers=headers)  # empty objects answer 416
+        response_headers = result.headers
+        content_range = _CONTENT_RANGE.fullmatch(str(response_headers.get("Content-Range") or ""))
+        length = int(response_headers.get("Content-Length") or 0)
+        if content_range and content_range.group(3) != "*":
+            size = int(content_range.group(3))
+            first, last = int(content_range.group(1)), int(content_range.group(2))
+        else:
+            size = length
+            first, last = resolve_get_range(size, start, end, url)
+            if (first, last) != (0, size - 1) and size:
+                result.close()
+                raise StoreError(f"OSS ignored the byte range asked of {url}")
+        whole = first == 0 and last == size - 1
+        expected = _crc_header(response_headers) if whole else None
+        info = ObjectInfo(
+            key,
+            size,
+            _etag(response_headers.get("ETag")),
+            _user_metadata(response_headers),
+            _when(getattr(result, "last_modified", None)),
+        )
+        return GetResult(info, cast(BinaryIO, _Body(result, url, length, expected)), first, last)
+
+    def head(self, key: str) -> ObjectInfo:
+        """HeadObject: size, ETag and metadata."""
+        _check_key(key)
+        result = self._call("head", key, "head_object", key)
+        return ObjectInfo(
+            key,
+            int(result.content_length or 0),
+            _etag(result.etag),
+            _user_metadata(result.headers),
+            _when(getattr(result, "last_modified", None)),
+        )
+
+    def delete(self, key: str) -> None:
+        """DeleteObject ``key``; absent keys are not an error."""
+        _check_key(key)
+        self._call("delete", key, "delete_object", key)
+
+    def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
+        """ListObjectsV2, paginated, in key order. Metadata is empty."""
+        try:
+            for item in oss2.ObjectIteratorV2(self.bucket, prefix=prefix):
+                if item.is_prefix():
+                    continue
+                yield ObjectInfo(
+                    str(item.key), int(item.size), _etag(item.etag), {}, _when(item.last_modified)
+                )
+        except oss_errors.OssError as exc:
+            self._fail(exc, "list", prefix)
+
+    def copy(self, src_key: str, dst_key: str, metadata: Mapping[str, str] | None = None) -> ObjectInfo:
+        """CopyObject (``x-oss-metadata-directive: REPLACE`` with ``metadata``, COPY without); part by part
+        (UploadPartCopy) above :attr:`max_copy_size`."""
+        _check_key(src_key)
+        _check_key(dst_key)
+        src = self.head(src_key)
+        meta = dict(src.metadata) if metadata is None else _user_metadata(_meta_headers(metadata))
+        if src.size > self.max_copy_size:
+            return self._copy_in_parts(src_key, dst_key, src.size, meta)
+        headers = {"x-oss-metadata-directive": "COPY"}
+        if metadata is not None:
+            headers = {"x-oss-metadata-directive": "REPLACE", **_meta_headers(metadata)}
+        result = self._call("copy", dst_key, "copy_object", self.name, src_key, dst_key, headers=headers)
+        return ObjectInfo(dst_key, src.size, _etag(result.etag), meta)
+
+    def _copy_in_parts(self, src_key: str, dst_key: str, size: int, metadata: dict[str, str]) -> ObjectInfo:
+        part = max(self.copy_part_size, self.min_part_size, -(-size // self.max_parts))
+        upload_id = self.create_multipart(dst_key, metadata)
+
+        def copy_part(number: int) -> PartInfo:
+            """UploadPartCopy of part ``number``."""
+            first = (number - 1) * part
+            last = min(size, first + part) - 1
+            result = self._call(
+                "copy",
+                dst_key,
+                "upload_part_copy",
+                self.name,
+                src_key,
+                (first, last),
+                dst_key,
+                upload_id,
+                number,
+                upload_id=upload_id,
+            )
+            return PartInfo(number, _etag(result.etag), last - first + 1)
+
+        try:
+            with ThreadPoolExecutor(max_workers=4, thread_name_prefix="cse-oss-copy") as pool:
+                parts = builtins.list(pool.map(copy_part, range(1, -(-size // part) + 1)))
+            return self.complete_multipart(dst_key, upload_id, parts)
+        except BaseException:
+            with contextlib.suppress(CseError):
+                self.abort_multipart(dst_key, upload_id)
+            raise
+
+    # ------------------------------------------------------------------------------------------ multipart
+
+    def create_multipart(self, key: str, metadata: Mapping[str, str]) -> str:
+        """InitiateMultipartUpload with ``metadata``."""
+        _check_key(key)
+        headers = _meta_headers(metadata)
+        result = self._call("create_multipart", key, "init_multipart_upload", key, headers=headers)
+        upload_id = str(result.upload_id)
+        with self._lock:
+            self._uploads[upload_id] = _user_metadata(headers)
+            self._crcs[upload_id] = {}
+        return upload_id
+
+    def upload_part(
+        self,
+        key: str,
+        upload_id: str,
+        part_number: int,
+        data: bytes | bytearray | memoryview,
+        headers: Mapping[str, str] | None = None,
+    ) -> PartInfo:
+        """UploadPart ``part_number`` (1..10,000) with ``headers`` as ``x-oss-meta-*``; CRC-64 checked."""
+        if not isinstance(part_number, int) or not 1 <= part_number <= self.max_parts:
+            raise ConfigurationError(f"part numbers run from 1 to {self.max_parts}, not {part_number}")
+        view = memoryview(data).cast("B")
+        result = self._call(
+            "upload_part",
+            key,
+            "upload_part",
+            key,
+            upload_id,
+            part_number,
+            self._body(view),
+            headers=_meta_headers(headers or {}),
+            upload_id=upload_id,
+        )
+        crc = crc64(view)
+        self._check_upload_crc(f"upload part {part_number} of", key, crc, result)
+        with self._lock:
+            self._crcs.setdefault(upload_id, {})[part_number] = (crc, len(view))
+        return PartInfo(part_number, _etag(result.etag), len(view))
+
+    def complete_multipart(self, key: str, upload_id: str, parts: Sequence[PartInfo]) -> ObjectInfo:
+        """CompleteMultipartUpload with ``parts``; the object's CRC-64 must be that of its parts combined.
+
+        A mismatch deletes the object just made and raises: the upload must be sent again.
+        """
+        if not parts:
+            raise StoreError(f"completing the multipart upload of {self.url(key)} needs at least one part")
+        numbers = [p.part_number for p in parts]
+        if len(set(numbers)) != len(numbers):
+            raise StoreError(f"a part is listed twice in the completion of {self.url(key)}")
+        ordered = sorted(parts, key=lambda p: p.part_number)
+        result = self._call(
+            "complete_multipart",
+            key,
+            "complete_multipart_upload",
+            key,
+            upload_id,
+            [oss2.models.PartInfo(p.part_number, f'"{p.etag}"') for p in ordered],
+            upload_id=upload_id,
+        )
+        with self._lock:
+            metadata = self._uploads.pop(upload_id, {})
+            crcs = self._crcs.pop(upload_id, {})
+        server = getattr(result, "crc", None)
+        if server is not None and all(p.part_number in crcs for p in ordered):
+            combined = crcs[ordered[0].part_number][0]
+            for p in ordered[1:]:
+                crc, size = crcs[p.part_number]
+                combined = crc64_combine(combined, crc, size)
+            if combined != int(server):
+                with contextlib.suppress(CseError):
+                    self.delete(key)
+                raise StoreError(
+                    f"complete {self.url(key)}: the object's CRC-64 ({server}) is not that of the parts sent "
+                    f"({combined}); the object was deleted, upload it again"
+                )
+        return ObjectInfo(key, sum(p.size for p in ordered), _etag(result.etag), metadata)
+
+    def abort_multipart(self, key: str, upload_id: str) -> None:
+        """AbortMultipartUpload; unknown uploads are not an error."""
+        with self._lock:
+            self._uploads.pop(upload_id, None)
+            self._crcs.pop(upload_id, None)
+        with contextlib.suppress(ObjectNotFoundError):
+            self._call("abort_multipart", key, "abort_multipart_upload", key, upload_id, upload_id=upload_id)
+
+    def list_parts(self, key: str, upload_id: str) -> builtins.list[PartInfo]:
+        """ListParts, paginated, in part-number order."""
+        found: builtins.list[PartInfo] = []
+        try:
+            for part in oss2.PartIterator(self.bucket, key, upload_id):
+                found.append(PartInfo(int(part.part_number), _etag(part.etag), int(part.size)))
+        except oss_errors.OssError as exc:
+            self._fail(exc, "list_parts", key, upload_id)
+        found.sort(key=lambda p: p.part_number)
+        return found
+
+    def upload_context(self, key: str, upload_id: str) -> dict[str, str]:
+        """The client-side-encryption context ListParts reports for an unfinished upload, as metadata.
+
+        OSS returns the wrapped key, wrapped IV, algorithms, data size and part size given at Initiate
+        (``client-side-encryption-*`` names, without ``x-oss-meta-``); ``{}`` for a plain upload.
+        """
+        try:
+            response = self.bucket._do(
+                "GET", self.name, key, params={"uploadId": upload_id, "max-parts": "1"}
+            )
+            body = response.read()
+        except oss_errors.OssError as exc:
+            self._fail(exc, "list_parts", key, upload_id)
+        try:
+            root = ET.fromstring(body)  # noqa: S314 - the answer of the configured OSS endpoint
+        except ET.ParseError as exc:
+            raise StoreError(f"ListParts of {self.url(key)} answered malformed XML: {exc}") from exc
+        out: dict[str, str] = {}
+        for element, name in _UPLOAD_CONTEXT:
+            node = root.find(element)
+            if node is not None and node.text:
+                out[name] = node.text.strip()
+        return out
+
+    def list_multipart_uploads(self, prefix: str = "") -> builtins.list[UploadInfo]:
+        """ListMultipartUploads, paginated, by key then start time. Metadata: what this instance was given
+        at creation, else the crypto context ListParts reports (:meth:`upload_context`)."""
+        found: builtins.list[UploadInfo] = []
+        try:
+            items = builtins.list(oss2.MultipartUploadIterator(self.bucket, prefix=prefix))
+        except oss_errors.OssError as exc:
+            self._fail(exc, "list_multipart_uploads", prefix)
+        for item in items:
+            if item.is_prefix():
+                continue
+            upload_id = str(item.upload_id)
+            with self._lock:
+                known = self._uploads.get(upload_id)
+            if known is None:
+                try:
+                    known = self.upload_context(str(item.key), upload_id)
+                except ObjectNotFoundError:  # finished or aborted meanwhile
+                    continue
+            found.append(UploadInfo(str(item.key), upload_id, _when(item.initiation_date), dict(known)))
+        found.sort(key=lambda u: (u.key, u.initiated.timestamp() if u.initiated else 0.0, u.upload_id))
+        return found
