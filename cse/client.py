@@ -18,7 +18,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import IO, Any, BinaryIO
 
-from cse import registry
+from cse import registry, transfer
 from cse.config import CommitmentPolicy, TransferConfig
 from cse.content import ContentCodec, ContentMaterial, codec_for
 from cse.envelope import Envelope, WrappedKey
@@ -71,6 +71,8 @@ class PutResult:
     envelope: Envelope
     #: Number of parts, or 0 for a single request.
     parts: int
+    #: Parts a resumed upload found already in the store (re-encrypted and compared, not sent again).
+    parts_resumed: int = 0
 
 
 @dataclass(frozen=True)
@@ -190,7 +192,18 @@ class _Decrypted:
         if envelope.plaintext_length is not None and envelope.plaintext_length != self.size:
             raise MetadataError(
                 f"{store.url(key)}: its encryption metadata records a plaintext length of "
-                f"{envelope.plaintext_length} bytes, but the stored body holds {self.size}"
+                f"{envelope.plaintext_length} bytes, but the stored body holds {self.size}; the object was "
+                "truncated or extended after it was written"
+            )
+        if (
+            envelope.plaintext_length is None
+            and envelope.data_size is not None
+            and envelope.data_size != self.size
+        ):
+            # Multipart objects of the OSS SDKs record the whole size only as data-size.
+            raise MetadataError(
+                f"{store.url(key)}: its multipart data size is {envelope.data_size} bytes, but the stored body "
+                f"holds {self.size}; the object was truncated or extended after it was written"
             )
 
 
@@ -412,6 +425,13 @@ class EncryptionClient:
             )
         return _Decrypted(store, key, info, envelope, self.unwrap(envelope))
 
+    def _context(self, encryption_context: Mapping[str, str] | None) -> dict[str, str]:
+        context = {**self.encryption_context, **(encryption_context or {})}
+        for k, v in context.items():
+            if not isinstance(k, str) or not isinstance(v, str):
+                raise ConfigurationError("the encryption context maps strings to strings")
+        return context
+
     def _new_envelope(
         self, fmt: Format, context: Mapping[str, str], plaintext_length: int | None
     ) -> tuple[Envelope, ContentMaterial]:
@@ -488,10 +508,7 @@ class EncryptionClient:
         """
         store, key = self.resolve(ref)
         fmt = self._format(store, format)
-        context = {**self.encryption_context, **(encryption_context or {})}
-        for k, v in context.items():
-            if not isinstance(k, str) or not isinstance(v, str):
-                raise ConfigurationError("the encryption context maps strings to strings")
+        context = self._context(encryption_context)
         source = _Source(body)
         length = content_length if content_length is not None else source.known_length()
         envelope, material = self._new_envelope(fmt, context, length)
@@ -670,17 +687,47 @@ class EncryptionClient:
         encryption_context: Mapping[str, str] | None = None,
         format: str | None = None,
         callback: Callback | None = None,
+        checkpoint: str | os.PathLike[str] | None = None,
     ) -> PutResult:
-        """Encrypt a local file into the store (multipart above the threshold, bounded memory)."""
+        """Encrypt a local file into the store (multipart above the threshold, bounded memory).
+
+        For formats whose parts encrypt on their own (OSS V2, cse-v1), the parts of a multipart upload are
+        read, encrypted at their offsets and uploaded in parallel (``max_concurrency`` at once). With
+        ``checkpoint`` (a file path), the upload is resumable: after a crash or an error, the same call
+        continues from the parts the store already holds, and the checkpoint records only wrapped key
+        material (see :mod:`cse.transfer`). S3 V2/V3 (GCM) cannot be resumed.
+        """
         p = Path(path)
+        store, key = self.resolve(ref)
+        fmt = self._format(store, format)
+        try:
+            size = p.stat().st_size
+        except OSError as exc:
+            raise ConfigurationError(f"cannot read {p}: {exc.strerror or exc}") from None
+        parallel = codec_for(fmt.content_algorithm).independent_parts
+        if checkpoint is not None and not parallel:
+            raise ConfigurationError(
+                f"the {fmt.name} format is authenticated only as a whole, so its uploads cannot be resumed; "
+                "upload without a checkpoint, or write oss-v2 or cse-v1"
+            )
+        if size > self.config.multipart_threshold and parallel:
+            return transfer.upload_file_in_parts(
+                self,
+                p,
+                store,
+                key,
+                fmt,
+                self._context(encryption_context),
+                checkpoint=Path(checkpoint) if checkpoint is not None else None,
+                callback=callback,
+            )
         try:
             fh = p.open("rb")
         except OSError as exc:
             raise ConfigurationError(f"cannot read {p}: {exc.strerror or exc}") from None
         with fh:
-            size = os.fstat(fh.fileno()).st_size
             return self.put(
-                ref,
+                (store, key),
                 fh,
                 encryption_context=encryption_context,
                 format=format,
@@ -851,14 +898,23 @@ class EncryptionClient:
         *,
         callback: Callback | None = None,
         encryption_context: Mapping[str, str] | None = None,
+        checkpoint: str | os.PathLike[str] | None = None,
     ) -> HeadResult:
         """Decrypt an object into a local file, atomically.
 
         The plaintext goes to a temporary file beside ``path``, which is renamed into place only after the
         whole object verified. On any failure, no file (and no partial file) is left at ``path``.
+
+        With ``checkpoint`` (a file path; OSS V2 and cse-v1 objects), the object is read in parts, in
+        parallel, into ``PATH.cse-partial``, and a failed or killed download continues where it stopped
+        when run again, if the object did not change (see :mod:`cse.transfer`).
         """
         obj = self._open(ref, encryption_context)
         target = Path(path)
+        if checkpoint is not None:
+            return transfer.download_file_in_parts(
+                self, obj, target, checkpoint=Path(checkpoint), callback=callback
+            )
         directory = target.parent if str(target.parent) else Path(".")
         try:
             fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".cse-partial", dir=directory)

@@ -83,6 +83,10 @@ class ContentCodec(ABC):
         """Parts of this many plaintext bytes (or a multiple) can be encrypted independently; 0: never."""
         return 0
 
+    #: Whether ``encryptor(material, envelope, plaintext_offset, final)`` can start a part anywhere on a
+    #: :meth:`part_alignment` boundary, so that parts are encrypted in parallel and resumed.
+    independent_parts: ClassVar[bool] = False
+
     def plaintext_chunk(self, envelope: Envelope, chunk_size: int) -> int:
         """How many plaintext bytes to feed the encryptor per step (a multiple of its natural unit)."""
         return chunk_size
@@ -226,6 +230,7 @@ class CtrCodec(ContentCodec):
 
     algorithm = ContentAlgorithm.AES_CTR
     authentication = "none"
+    independent_parts = True
     iv_length = 16
 
     def new_parameters(self, key: bytes, segment_size: int = DEFAULT_SEGMENT_SIZE) -> dict[str, Any]:
@@ -291,6 +296,7 @@ class SegmentedCodec(ContentCodec):
 
     algorithm = ContentAlgorithm.CSE_V1
     authentication = "segment"
+    independent_parts = True
 
     def new_parameters(self, key: bytes, segment_size: int = DEFAULT_SEGMENT_SIZE) -> dict[str, Any]:
         """A random salt and nonce prefix, the segment size, and the key commitment."""
