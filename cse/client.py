@@ -202,8 +202,8 @@ class _Decrypted:
         ):
             # Multipart objects of the OSS SDKs record the whole size only as data-size.
             raise MetadataError(
-                f"{store.url(key)}: its multipart data size is {envelope.data_size} bytes, but the stored body "
-                f"holds {self.size}; the object was truncated or extended after it was written"
+                f"{store.url(key)}: its multipart data size is {envelope.data_size} bytes, but the stored "
+                f"body holds {self.size}; the object was truncated or extended after it was written"
             )
 
 
