@@ -4,9 +4,9 @@ Used by :meth:`cse.EncryptionClient.upload_file` and :meth:`~cse.EncryptionClien
 
 Parallel parts. When a format's content cipher can start anywhere on a block or segment boundary (OSS V2's
 AES-CTR, cse-v1's segments), each part of a local file is read with ``pread`` and encrypted on its own, at
-its offset, in a worker thread; ``max_concurrency`` parts are encrypted and uploaded at once. Memory is two
-buffers per worker (plaintext and ciphertext part). GCM (S3 V2/V3) cannot be cut like this and goes through
-the sequential pipeline.
+its offset, in a worker thread; ``max_concurrency`` parts are encrypted and uploaded at once. Memory is one
+part buffer per worker for CTR (encrypted in place), two for cse-v1 (plaintext and ciphertext). GCM (S3 V2/V3) cannot be cut
+like this and goes through the sequential pipeline.
 
 Checkpoints. ``upload_file(..., checkpoint=PATH)`` records, in a JSON file written atomically after each
 part, the upload id, the file's size and modification time, the part size and the object's encryption
@@ -135,7 +135,9 @@ class _PartEncryptor:
         if getattr(local, "plain", None) is None:
             local.plain = bytearray(self.plan.part_size)
             encryptor = self.codec.encryptor(self.plan.material, self.plan.envelope, 0, final=True)
-            local.cipher = bytearray(encryptor.output_size(self.plan.part_size) + 64)
+            need = encryptor.output_size(self.plan.part_size)
+            # A length-preserving cipher (CTR) encrypts in place: one buffer per worker instead of two.
+            local.cipher = local.plain if need == self.plan.part_size else bytearray(need + 64)
         plain = memoryview(local.plain)[:length]
         got = 0
         while got < length:

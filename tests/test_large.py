@@ -138,3 +138,79 @@ def test_one_gib_multipart_through_moto_in_bounded_memory(tmp_path: Path, moto_p
     assert report["parts"] > 100
     assert _sha256(out) == _sha256(src)
     assert report["peak_rss"] < RSS_LIMIT, f"peak RSS {report['peak_rss'] / 2**20:.1f} MiB"
+
+
+OSS_CHILD = r"""
+import json, resource, sys, time
+from cse.client import EncryptionClient
+key_uri, src, out = sys.argv[1:4]
+client = EncryptionClient(key_uri)
+t0 = time.perf_counter()
+put = client.upload_file(src, "oss://cse-large/big.bin")
+t1 = time.perf_counter()
+client.download_file("oss://cse-large/big.bin", out)
+t2 = time.perf_counter()
+print(json.dumps({"peak_rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, "format":
+                  put.envelope.format, "parts": put.parts, "upload_s": t1 - t0, "download_s": t2 - t1}))
+"""
+
+
+def _serve(module: str, *args: str) -> tuple[subprocess.Popen[str], dict[str, str]]:
+    """Start ``python -m module`` and return it with what it prints (``endpoint=...`` and more)."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", module, *args], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
+    )
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    fields = dict(item.split("=", 1) for item in line.split() if "=" in item)
+    if "endpoint" not in fields:
+        proc.kill()
+        pytest.fail(f"{module} printed no endpoint: {line!r}")
+    return proc, fields
+
+
+def test_one_gib_multipart_through_the_oss_emulator_in_bounded_memory(tmp_path: Path) -> None:
+    """1 GiB up (parts encrypted at their CTR offsets, 2 at once by default) and down through the OSS emulator,
+    keys from the Alibaba Cloud KMS emulator; both emulators in their own processes."""
+    pytest.importorskip("cse_oss")
+    pytest.importorskip("cse_aliyun_kms")
+    ak, secret = "large-ak", "large-secret"
+    oss, oss_fields = _serve(
+        "cse_oss.testing", "--access-key-id", ak, "--access-key-secret", secret, "--bucket", "cse-large"
+    )
+    kms, kms_fields = _serve("cse_aliyun_kms.testing", "--access-key-id", ak, "--access-key-secret", secret)
+    oss_endpoint, kms_endpoint, key_id = oss_fields["endpoint"], kms_fields["endpoint"], kms_fields["key_id"]
+    try:
+        src = tmp_path / "big.bin"
+        block = os.urandom(1 << 20)
+        with src.open("wb") as fh:
+            for i in range(GiB >> 20):
+                fh.write(hashlib.sha256(i.to_bytes(8, "big")).digest() + block[32:])
+        out = tmp_path / "back.bin"
+        env = {
+            **os.environ,
+            "OSS_ENDPOINT": oss_endpoint,
+            "OSS_REGION": "cn-hangzhou",
+            "OSS_ACCESS_KEY_ID": ak,
+            "OSS_ACCESS_KEY_SECRET": secret,
+            "ALIBABA_CLOUD_ACCESS_KEY_ID": ak,
+            "ALIBABA_CLOUD_ACCESS_KEY_SECRET": secret,
+            "CSE_ALIYUN_KMS_ENDPOINT": kms_endpoint,
+        }
+        proc = subprocess.run(
+            [sys.executable, "-c", OSS_CHILD, f"aliyun-kms://cn-hangzhou/{key_id}", str(src), str(out)],
+            capture_output=True,
+            text=True,
+            env=env,
+        )
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        report = json.loads(proc.stdout.strip().splitlines()[-1])
+        print(f"\n1 GiB oss:// (emulator) round trip: {json.dumps(report)}")
+        assert report["format"] == "oss-v2"
+        assert report["parts"] == 128
+        assert _sha256(out) == _sha256(src)
+        assert report["peak_rss"] < RSS_LIMIT, f"peak RSS {report['peak_rss'] / 2**20:.1f} MiB"
+    finally:
+        for p in (oss, kms):
+            p.terminate()
+            p.wait(timeout=30)
