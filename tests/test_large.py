@@ -170,8 +170,8 @@ def _serve(module: str, *args: str) -> tuple[subprocess.Popen[str], dict[str, st
 
 
 def test_one_gib_multipart_through_the_oss_emulator_in_bounded_memory(tmp_path: Path) -> None:
-    """1 GiB up (parts encrypted at their CTR offsets, 2 at once by default) and down through the OSS emulator,
-    keys from the Alibaba Cloud KMS emulator; both emulators in their own processes."""
+    """1 GiB up (parts encrypted at their CTR offsets, 2 at once by default) and down through the OSS
+    emulator, keys from the Alibaba Cloud KMS emulator; both emulators in their own processes."""
     pytest.importorskip("cse_oss")
     pytest.importorskip("cse_aliyun_kms")
     ak, secret = "large-ak", "large-secret"
