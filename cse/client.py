@@ -572,8 +572,11 @@ class EncryptionClient:
         callback: Callback | None,
     ) -> PutResult:
         cfg = self.config
-        part_size = self._part_size(store, envelope.plaintext_length)
         codec = codec_for(envelope.content_algorithm)
+        part_size = self._part_size(store, envelope.plaintext_length)
+        align = codec.part_alignment(envelope)
+        if align:  # OSS V2 requires parts on a 16-byte boundary (the recorded part size is a multiple of 16)
+            part_size = -(-part_size // align) * align
         step = codec.plaintext_chunk(envelope, cfg.chunk_size)
         # Reads are cut to fill parts exactly, in multiples of the codec's unit (whole cse-v1 segments, so
         # they are sealed in place); a buffer holds a part plus what one read can add beyond it.
