@@ -14,6 +14,7 @@ import calendar
 import hashlib
 import hmac
 import secrets
+import sys
 import threading
 import time
 import xml.etree.ElementTree as ET
@@ -1252,6 +1253,13 @@ class _Server(ThreadingHTTPServer):
     def __init__(self, address: tuple[str, int], emulator: OssEmulator) -> None:
         super().__init__(address, _Handler)
         self.emulator = emulator
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        """A client that drops its (kept-alive) connection is normal; other errors are printed."""
+        exc = sys.exc_info()[1]
+        if isinstance(exc, (ConnectionResetError, BrokenPipeError, ConnectionAbortedError)):
+            return
+        super().handle_error(request, client_address)  # type: ignore[arg-type]
 
 
 class OssEmulator:
