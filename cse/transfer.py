@@ -4,9 +4,9 @@ Used by :meth:`cse.EncryptionClient.upload_file` and :meth:`~cse.EncryptionClien
 
 Parallel parts. When a format's content cipher can start anywhere on a block or segment boundary (OSS V2's
 AES-CTR, cse-v1's segments), each part of a local file is read with ``pread`` and encrypted on its own, at
-its offset, in a worker thread; ``max_concurrency`` parts are encrypted and uploaded at once. Memory is one
-part buffer per worker for CTR (encrypted in place), two for cse-v1 (plaintext and ciphertext). GCM (S3 V2/V3) cannot be cut
-like this and goes through the sequential pipeline.
+its offset, in a worker thread; ``max_concurrency`` parts are encrypted and uploaded at once. Memory is
+one part buffer per worker for CTR (encrypted in place), two for cse-v1 (plaintext and ciphertext). GCM
+(S3 V2/V3) cannot be cut like this and goes through the sequential pipeline.
 
 Checkpoints. ``upload_file(..., checkpoint=PATH)`` records, in a JSON file written atomically after each
 part, the upload id, the file's size and modification time, the part size and the object's encryption
