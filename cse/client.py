@@ -238,7 +238,16 @@ def detect_format(
 def _read_envelope(store: Store, key: str, allow_legacy: bool) -> tuple[ObjectInfo, Format, Envelope]:
     info = store.head(key)
     fmt = detect_format(info.metadata, store.url(key), allow_legacy=allow_legacy)
-    return info, fmt, fmt.decode(info.metadata)
+    envelope = fmt.decode(info.metadata)
+    legacy = [
+        w.wrap_algorithm for w in envelope.wrapped_keys if w.wrap_algorithm in fmt.legacy_wrap_algorithms
+    ]
+    if legacy and not allow_legacy:
+        raise ConfigurationError(
+            f"{store.url(key)}: its key is wrapped with the deprecated {legacy[0]}; pass allow_legacy=True "
+            "(--allow-legacy) to read it, and re-encrypt it (cse cp) to move it off that wrapping"
+        )
+    return info, fmt, envelope
 
 
 def _full_format_name(name: str, store: Store) -> str:
@@ -375,6 +384,11 @@ class EncryptionClient:
     def unwrap(self, envelope: Envelope) -> ContentMaterial:
         """Unwrap an envelope's content key (and IV) with the first configured key that can."""
         codec = codec_for(envelope.content_algorithm)
+        try:
+            fmt: Format | None = registry.get_format(envelope.format)
+        except ConfigurationError:
+            fmt = None
+        iv_is_text = fmt is not None and fmt.wrapped_iv_is_text
         tried = False
         for wrapped in envelope.wrapped_keys:
             for provider in self.keys:
@@ -391,7 +405,12 @@ class EncryptionClient:
                 try:
                     key = provider.unwrap(wrapped.ciphertext, request)
                     iv = envelope.iv
-                    if wrapped.wrapped_iv:
+                    if wrapped.wrapped_iv and fmt is not None and iv_is_text:
+                        secret = provider.unwrap(
+                            wrapped.wrapped_iv, replace(request, key_length=64, secret_is_text=True)
+                        )
+                        iv = fmt.content_iv(secret)
+                    elif wrapped.wrapped_iv:
                         iv = provider.unwrap(wrapped.wrapped_iv, replace(request, key_length=codec.iv_length))
                 except DecryptionError:  # includes NoMatchingKeyError: try the next key
                     continue
@@ -575,7 +594,8 @@ class EncryptionClient:
         codec = codec_for(envelope.content_algorithm)
         part_size = self._part_size(store, envelope.plaintext_length)
         align = codec.part_alignment(envelope)
-        if align:  # OSS V2 requires parts on a 16-byte boundary (the recorded part size is a multiple of 16)
+        if align and codec.ciphertext_length(envelope, part_size) == part_size:
+            # A length-preserving cipher (CTR): parts start on a block (OSS V2 records a multiple of 16).
             part_size = -(-part_size // align) * align
         step = codec.plaintext_chunk(envelope, cfg.chunk_size)
         # Reads are cut to fill parts exactly, in multiples of the codec's unit (whole cse-v1 segments, so

@@ -39,6 +39,9 @@ class KeyRequest:
     #: The length of the secret in bytes: the key to generate, or what an unwrap must yield (32 for a content
     #: key, the IV's length when an OSS-style format unwraps the IV).
     key_length: int = 32
+    #: When unwrapping: the wrapped secret is ASCII text of up to ``key_length`` bytes (oss2 V1's decimal
+    #: counter), not key bytes. A key service returns its plaintext as it is, without decoding it.
+    secret_is_text: bool = False
 
 
 @dataclass(frozen=True)

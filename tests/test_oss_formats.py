@@ -457,13 +457,16 @@ def _v1_metadata(wrap: str = "rsa") -> dict[str, str]:
 
 
 @pytest.mark.parametrize("wrap", ["rsa", "kms"])
-def test_v1_is_detected_and_refused_clearly(wrap: str) -> None:
-    """V1 is detected (legacy) and decoding says it is not supported yet."""
+def test_v1_is_detected_and_decoded_behind_the_legacy_opt_in(wrap: str) -> None:
+    """V1 is detected (legacy), decodes to a CTR envelope whose wrapped IV unwraps to a decimal counter, and
+    is never written."""
     metadata = _v1_metadata(wrap)
     fmt = OssV1Format()
     assert fmt.detect(metadata) and not OssV2Format().detect(metadata)
-    with pytest.raises(MetadataError, match="cannot read it yet"):
-        fmt.decode(metadata)
+    envelope = fmt.decode(metadata)
+    assert envelope.content_algorithm == ContentAlgorithm.AES_CTR
+    assert fmt.wrapped_iv_is_text
+    assert fmt.content_iv(b"7") == (7).to_bytes(16, "big")
     with pytest.raises(ConfigurationError, match="allow_legacy"):
         detect_format(metadata)
     assert detect_format(metadata, allow_legacy=True).name == "oss-v1"
@@ -482,7 +485,7 @@ def test_v1_is_detected_and_refused_clearly(wrap: str) -> None:
     ],
 )
 def test_v1_bad_fields_are_named(field: str, value: str) -> None:
-    """V1 validation names the bad header before refusing."""
+    """V1 validation names the bad header."""
     with pytest.raises(MetadataError, match=field):
         OssV1Format().decode({**_v1_metadata(), field: value})
 

@@ -41,6 +41,12 @@ class Format(ABC):
     #: Context keys the format itself adds (S3: ``aws:x-amz-cek-alg``), left out when a reader's expected
     #: encryption context is compared with the stored one.
     reserved_context_keys: ClassVar[frozenset[str]] = frozenset()
+    #: Wrap algorithms this format reads only in the legacy, opt-in mode (OSS V2's deprecated RSA-OAEP).
+    legacy_wrap_algorithms: ClassVar[frozenset[str]] = frozenset()
+    #: Whether the wrapped IV unwraps to text rather than to the IV's bytes (oss2 V1's decimal counter): the
+    #: client then asks the provider for text (:attr:`KeyRequest.secret_is_text`) and turns it into the IV
+    #: with :meth:`content_iv`.
+    wrapped_iv_is_text: ClassVar[bool] = False
 
     @abstractmethod
     def detect(self, metadata: Mapping[str, str]) -> bool:
@@ -64,6 +70,10 @@ class Format(ABC):
             f"(the format takes {', '.join(self.wrap_algorithms)}; the provider offers "
             f"{', '.join(provider.wrap_algorithms)}); choose another key or another --format"
         )
+
+    def content_iv(self, secret: bytes) -> bytes:
+        """The content IV from what the wrapped IV unwrapped to. Default: that is the IV."""
+        return secret
 
     def part_headers(self, envelope: Envelope) -> dict[str, str]:
         """Per-part metadata for multipart uploads (OSS repeats data-size/part-size). Default: none."""

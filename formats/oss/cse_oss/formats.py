@@ -60,14 +60,17 @@ as ASCII bytes (``GenerateDataKey`` for the key, ``Encrypt(Plaintext=b64(iv))`` 
 
 V1 (``oss-v1``, oss2 2.4 to 2.10, read only, legacy): ``oss-crypto-key``, ``oss-crypto-start``,
 ``oss-cek-alg`` (says ``AES/GCM/NoPadding`` though the data is CTR), ``oss-wrap-alg`` (``rsa`` = RSA-OAEP
-SHA-1, ``kms``), ``oss-crypto-matdesc``, ``oss-crypto-unencrypted-content-length``/``-md5``. Its "start" is
-not an IV but a wrapped *decimal counter string*; ``int(text)`` is the initial 128-bit counter, that is the
-IV ``int(text).to_bytes(16, "big")`` (:func:`legacy_counter_to_iv`). With ``rsa`` both headers are base64 of
-the OAEP ciphertext; with ``kms`` both are the CiphertextBlob text verbatim, and the counter's ``Decrypt``
-``Plaintext`` is the decimal string itself (not base64), while the key's is base64. The core has no hook to
-turn an unwrapped counter string into an IV (the client unwraps ``wrapped_iv`` asking for a 16-byte
-secret), so :class:`OssV1Format` detects and validates V1 metadata, then raises
-:class:`~cse.exceptions.MetadataError` saying that reading it is not supported yet.
+SHA-1, ``kms``), ``oss-crypto-matdesc``, and the plaintext length and MD5 (``unencrypted-content-length``/
+``-md5`` as oss2 2.4-2.10 wrote them, ``oss-crypto-unencrypted-content-length``/``-md5`` as later oss2 reads
+them). Its "start" is not an IV but a wrapped *decimal counter string*; ``int(text)`` is the initial 128-bit
+counter, that is the IV ``int(text).to_bytes(16, "big")`` (:func:`legacy_counter_to_iv`). With ``rsa`` both
+headers are base64 of the OAEP ciphertext; with ``kms`` both are the CiphertextBlob text verbatim, and the
+counter's ``Decrypt`` ``Plaintext`` is the decimal string itself (not base64), while the key's is base64.
+:class:`OssV1Format` says so to the client (:attr:`~cse.formats.base.Format.wrapped_iv_is_text`), which asks
+the key provider for text and turns it into the IV with :meth:`OssV1Format.content_iv`.
+
+The deprecated RSA-OAEP wrap (``RSA/NONE/OAEPWithSHA-1AndMGF1Padding``, oss2's ``LocalRsaProvider``) and V1
+are read only in the legacy mode (``allow_legacy=True``, ``--allow-legacy``).
 """
 
 from __future__ import annotations
@@ -116,6 +119,9 @@ V1_WRAP_ALG = "oss-wrap-alg"
 V1_MATDESC = "oss-crypto-matdesc"
 V1_UNENCRYPTED_LENGTH = "oss-crypto-unencrypted-content-length"
 V1_UNENCRYPTED_MD5 = "oss-crypto-unencrypted-content-md5"
+#: What oss2 2.4 to 2.10 actually wrote for the plaintext length and MD5 of V1 objects.
+V1_OLD_UNENCRYPTED_LENGTH = "unencrypted-content-length"
+V1_OLD_UNENCRYPTED_MD5 = "unencrypted-content-md5"
 
 #: The keys whose presence makes :meth:`OssV2Format.detect` claim the metadata.
 V2_MARKERS = (KEY, START, CEK_ALG, WRAP_ALG)
@@ -240,6 +246,7 @@ class OssV2Format(Format):
     name = "oss-v2"
     content_algorithm = ContentAlgorithm.AES_CTR
     wrap_algorithms = (WrapAlgorithm.RSA_PKCS1, WrapAlgorithm.ALIYUN_KMS)
+    legacy_wrap_algorithms = frozenset({WrapAlgorithm.RSA_OAEP_SHA1_OSS})
     wraps_iv = True
     writable = True
     legacy = False
@@ -355,11 +362,13 @@ class OssV2Format(Format):
 
 
 class OssV1Format(Format):
-    """OSS client-side encryption V1 (oss2 2.4 to 2.10): legacy, read only, not readable yet.
+    """OSS client-side encryption V1 (oss2 2.4 to 2.10): legacy, read only (``allow_legacy``).
 
-    :meth:`decode` validates the metadata and then raises :class:`MetadataError`: the V1 "start" is a
-    wrapped decimal counter, which the core cannot yet turn into an IV (see the module docstring and
-    :func:`legacy_counter_to_iv`).
+    The "start" is a wrapped *decimal counter string*, not a wrapped IV: the client asks the key provider
+    for text (:attr:`wrapped_iv_is_text`) and :meth:`content_iv` turns it into the IV
+    (:func:`legacy_counter_to_iv`). ``rsa`` wraps both with RSA-OAEP (SHA-1) and base64; ``kms`` stores both
+    CiphertextBlobs as they are. The plaintext length is read from ``oss-crypto-unencrypted-content-length``
+    or, as oss2 2.4 to 2.10 wrote it, ``unencrypted-content-length``.
     """
 
     name = "oss-v1"
@@ -370,13 +379,18 @@ class OssV1Format(Format):
     legacy = True
     key_committing = False
     commitment_policy_applies = False
+    wrapped_iv_is_text = True
 
     def detect(self, metadata: Mapping[str, str]) -> bool:
         """True when any of ``oss-crypto-key``, ``oss-crypto-start``, ``oss-cek-alg``, ``oss-wrap-alg``."""
         return any(field in metadata for field in V1_MARKERS)
 
+    def content_iv(self, secret: bytes) -> bytes:
+        """The IV of the unwrapped decimal counter (:func:`legacy_counter_to_iv`)."""
+        return legacy_counter_to_iv(secret)
+
     def decode(self, metadata: Mapping[str, str]) -> Envelope:
-        """Validate V1 metadata (MetadataError naming a bad field), then refuse: not supported yet."""
+        """Parse V1 metadata; every problem raises :class:`MetadataError` naming the field."""
         fmt = self.name
         content = _required(metadata, V1_CEK_ALG, fmt)
         if content not in _V1_CEK_ALGS:
@@ -390,17 +404,29 @@ class OssV1Format(Format):
             raise MetadataError(
                 f"{fmt} metadata field {V1_WRAP_ALG!r} is {code!r}; expected one of {', '.join(V1_WRAPS)}"
             )
-        for field in (V1_KEY, V1_START):
-            # rsa: base64 of the OAEP ciphertext; kms: the CiphertextBlob text verbatim (base64 too)
-            _b64decode(_required(metadata, field, fmt), field, fmt)
-        _matdesc(metadata, V1_MATDESC, fmt)
-        _decimal(metadata, V1_UNENCRYPTED_LENGTH, fmt)
-        _md5(metadata, V1_UNENCRYPTED_MD5, fmt)
-        raise MetadataError(
-            f"this object is in the legacy {fmt} format of oss2 2.4 to 2.10 ({V1_WRAP_ALG}={code!r}); cse "
-            f"cannot read it yet: its {V1_START!r} is a wrapped decimal counter, not a wrapped IV. Read it "
-            "with oss2's CryptoBucket, or re-encrypt it"
+        ciphertext = _wrapped_bytes(metadata, V1_KEY, wrap, fmt)
+        wrapped_iv = _wrapped_bytes(metadata, V1_START, wrap, fmt)
+        description = _matdesc(metadata, V1_MATDESC, fmt)
+        length_field = (
+            V1_UNENCRYPTED_LENGTH if V1_UNENCRYPTED_LENGTH in metadata else V1_OLD_UNENCRYPTED_LENGTH
         )
+        md5_field = V1_UNENCRYPTED_MD5 if V1_UNENCRYPTED_MD5 in metadata else V1_OLD_UNENCRYPTED_MD5
+        try:
+            wrapped = WrappedKey(
+                wrap_algorithm=wrap,
+                ciphertext=ciphertext,
+                wrapped_iv=wrapped_iv,
+                material_description=description,
+            )
+            return Envelope(
+                format=fmt,
+                content_algorithm=ContentAlgorithm.AES_CTR,
+                wrapped_keys=(wrapped,),
+                plaintext_length=_decimal(metadata, length_field, fmt),
+                plaintext_md5=_md5(metadata, md5_field, fmt),
+            )
+        except ValidationError as exc:
+            raise MetadataError(f"{fmt} metadata is invalid: {_first_error(exc)}") from None
 
     def encode(self, envelope: Envelope) -> dict[str, str]:
         """Always raises :class:`~cse.exceptions.ConfigurationError`: V1 is never written."""

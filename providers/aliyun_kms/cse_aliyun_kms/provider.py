@@ -606,7 +606,8 @@ class AliyunKmsProvider(KeyProvider):
         """``Decrypt`` a CiphertextBlob text (ASCII bytes) with the request's context.
 
         Returns the secret (base64-decoded ``Plaintext``), which must be ``request.key_length`` bytes long
-        (or 16 or 32 bytes, an IV or a content key).
+        (or 16 or 32 bytes, an IV or a content key); with ``request.secret_is_text`` (oss2 V1's counter),
+        ``Plaintext`` itself, as ASCII bytes.
         Raises the opaque :class:`~cse.exceptions.DecryptionError` if the blob does not open with this
         context (or is not blob text), and :class:`~cse.exceptions.KmsError` if KMS refuses for another
         reason or cannot be reached.
@@ -625,6 +626,14 @@ class AliyunKmsProvider(KeyProvider):
         if context is not None:
             req.set_EncryptionContext(context)
         response = self._call("Decrypt", req)
+        if request.secret_is_text:  # oss2 V1's counter: Encrypt(Plaintext="<decimal>") returns it as it is
+            try:
+                text = str(response["Plaintext"]).encode("ascii")
+            except (KeyError, UnicodeEncodeError):
+                raise DecryptionError() from None
+            if not 1 <= len(text) <= request.key_length:
+                raise DecryptionError()
+            return text
         try:
             secret = base64.b64decode(str(response["Plaintext"]), validate=True)
         except (KeyError, binascii.Error, ValueError):
