@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, BinaryIO, ClassVar
 
-from cse.exceptions import ConfigurationError, InvalidRangeError
+from cse.exceptions import ConfigurationError, InvalidRangeError, StoreError
 
 __all__ = [
     "BufferReader",
@@ -32,6 +32,8 @@ __all__ = [
     "Store",
     "UploadInfo",
     "clean_metadata",
+    "completion_parts",
+    "parse_bucket_url",
     "resolve_get_range",
 ]
 
@@ -267,3 +269,30 @@ def resolve_get_range(size: int, start: int, end: int | None, url: str) -> tuple
     if start >= size:
         raise InvalidRangeError(f"byte range starts at {start}, past the end of {url} ({size} bytes)")
     return start, size - 1 if end is None else min(end, size - 1)
+
+
+def parse_bucket_url(url: str, scheme: str) -> tuple[str, str]:
+    """``SCHEME://BUCKET/KEY`` -> ``(BUCKET, KEY)``, the key verbatim (empty for a bucket or prefix URL).
+
+    For store implementations' :meth:`Store.from_url`; a URL of another scheme, or without a bucket, raises
+    :class:`~cse.exceptions.ConfigurationError`.
+    """
+    prefix = f"{scheme}://"
+    if not isinstance(url, str) or not url.lower().startswith(prefix):
+        raise ConfigurationError(f"{url!r} is not an {prefix} URL (expected {prefix}BUCKET/KEY)")
+    bucket, _, key = url[len(prefix) :].partition("/")
+    if not bucket:
+        raise ConfigurationError(f"{url!r} names no bucket (expected {prefix}BUCKET/KEY)")
+    return bucket, key
+
+
+def completion_parts(parts: Sequence[PartInfo], url: str) -> builtins.list[PartInfo]:
+    """The parts of a ``complete_multipart`` call in part-number order, per the contract of
+    :meth:`Store.complete_multipart`: an empty list or a part listed twice raises
+    :class:`~cse.exceptions.StoreError`."""
+    if not parts:
+        raise StoreError(f"completing the multipart upload of {url} needs at least one part")
+    numbers = [p.part_number for p in parts]
+    if len(set(numbers)) != len(numbers):
+        raise StoreError(f"a part is listed twice in the completion of {url}")
+    return sorted(parts, key=lambda p: p.part_number)

@@ -222,6 +222,39 @@ def _md5(metadata: Mapping[str, str], field: str, fmt: str) -> str | None:
     return raw
 
 
+def _ctr_envelope(
+    fmt: str,
+    wrap: str,
+    ciphertext: bytes,
+    wrapped_iv: bytes,
+    description: dict[str, str],
+    *,
+    plaintext_length: int | None,
+    plaintext_md5: str | None,
+    data_size: int | None = None,
+    part_size: int | None = None,
+) -> Envelope:
+    """The envelope of an OSS object: AES-CTR, one wrapped key with its wrapped IV, and its sizes."""
+    try:
+        wrapped = WrappedKey(
+            wrap_algorithm=wrap,
+            ciphertext=ciphertext,
+            wrapped_iv=wrapped_iv,
+            material_description=description,
+        )
+        return Envelope(
+            format=fmt,
+            content_algorithm=ContentAlgorithm.AES_CTR,
+            wrapped_keys=(wrapped,),
+            plaintext_length=plaintext_length,
+            plaintext_md5=plaintext_md5,
+            data_size=data_size,
+            part_size=part_size,
+        )
+    except ValidationError as exc:
+        raise MetadataError(f"{fmt} metadata is invalid: {_first_error(exc)}") from None
+
+
 def _blob_text(value: bytes, what: str, fmt: str) -> str:
     """The header for a KMS blob text, refusing bytes that are not base64 text (a provider bug)."""
     if not _B64_TEXT.fullmatch(value) or len(value) % 4:
@@ -283,25 +316,17 @@ class OssV2Format(Format):
             )
         ciphertext = _wrapped_bytes(metadata, KEY, wrap, fmt)
         wrapped_iv = _wrapped_bytes(metadata, START, wrap, fmt)
-        description = _matdesc(metadata, MATDESC, fmt)
-        try:
-            wrapped = WrappedKey(
-                wrap_algorithm=wrap,
-                ciphertext=ciphertext,
-                wrapped_iv=wrapped_iv,
-                material_description=description,
-            )
-            return Envelope(
-                format=fmt,
-                content_algorithm=ContentAlgorithm.AES_CTR,
-                wrapped_keys=(wrapped,),
-                plaintext_length=_decimal(metadata, UNENCRYPTED_LENGTH, fmt),
-                plaintext_md5=_md5(metadata, UNENCRYPTED_MD5, fmt),
-                data_size=_decimal(metadata, DATA_SIZE, fmt),
-                part_size=_decimal(metadata, PART_SIZE, fmt, positive=True),
-            )
-        except ValidationError as exc:
-            raise MetadataError(f"{fmt} metadata is invalid: {_first_error(exc)}") from None
+        return _ctr_envelope(
+            fmt,
+            wrap,
+            ciphertext,
+            wrapped_iv,
+            _matdesc(metadata, MATDESC, fmt),
+            plaintext_length=_decimal(metadata, UNENCRYPTED_LENGTH, fmt),
+            plaintext_md5=_md5(metadata, UNENCRYPTED_MD5, fmt),
+            data_size=_decimal(metadata, DATA_SIZE, fmt),
+            part_size=_decimal(metadata, PART_SIZE, fmt, positive=True),
+        )
 
     def encode(self, envelope: Envelope) -> dict[str, str]:
         """V2 metadata for ``envelope``: one wrapped key with its wrapped IV, no encryption context."""
@@ -406,27 +431,19 @@ class OssV1Format(Format):
             )
         ciphertext = _wrapped_bytes(metadata, V1_KEY, wrap, fmt)
         wrapped_iv = _wrapped_bytes(metadata, V1_START, wrap, fmt)
-        description = _matdesc(metadata, V1_MATDESC, fmt)
         length_field = (
             V1_UNENCRYPTED_LENGTH if V1_UNENCRYPTED_LENGTH in metadata else V1_OLD_UNENCRYPTED_LENGTH
         )
         md5_field = V1_UNENCRYPTED_MD5 if V1_UNENCRYPTED_MD5 in metadata else V1_OLD_UNENCRYPTED_MD5
-        try:
-            wrapped = WrappedKey(
-                wrap_algorithm=wrap,
-                ciphertext=ciphertext,
-                wrapped_iv=wrapped_iv,
-                material_description=description,
-            )
-            return Envelope(
-                format=fmt,
-                content_algorithm=ContentAlgorithm.AES_CTR,
-                wrapped_keys=(wrapped,),
-                plaintext_length=_decimal(metadata, length_field, fmt),
-                plaintext_md5=_md5(metadata, md5_field, fmt),
-            )
-        except ValidationError as exc:
-            raise MetadataError(f"{fmt} metadata is invalid: {_first_error(exc)}") from None
+        return _ctr_envelope(
+            fmt,
+            wrap,
+            ciphertext,
+            wrapped_iv,
+            _matdesc(metadata, V1_MATDESC, fmt),
+            plaintext_length=_decimal(metadata, length_field, fmt),
+            plaintext_md5=_md5(metadata, md5_field, fmt),
+        )
 
     def encode(self, envelope: Envelope) -> dict[str, str]:
         """Always raises :class:`~cse.exceptions.ConfigurationError`: V1 is never written."""

@@ -70,6 +70,8 @@ from cse.stores.base import (
     Store,
     UploadInfo,
     clean_metadata,
+    completion_parts,
+    parse_bucket_url,
     resolve_get_range,
 )
 from cse_oss.crc64 import crc64, crc64_combine
@@ -319,11 +321,7 @@ class OssStore(Store):
     @classmethod
     def from_url(cls, url: str) -> tuple[Store, str]:
         """``oss://BUCKET/KEY`` -> (a store of ``BUCKET`` on the default bucket, ``"KEY"``), key verbatim."""
-        if not isinstance(url, str) or not url.lower().startswith(_PREFIX):
-            raise ConfigurationError(f"{url!r} is not an oss:// URL (expected oss://BUCKET/KEY)")
-        bucket, _, key = url[len(_PREFIX) :].partition("/")
-        if not bucket:
-            raise ConfigurationError(f"{url!r} names no bucket (expected oss://BUCKET/KEY)")
+        bucket, key = parse_bucket_url(url, "oss")
         return cls(bucket), key
 
     def url(self, key: str) -> str:
@@ -560,12 +558,7 @@ class OssStore(Store):
 
         A mismatch deletes the object just made and raises: the upload must be sent again.
         """
-        if not parts:
-            raise StoreError(f"completing the multipart upload of {self.url(key)} needs at least one part")
-        numbers = [p.part_number for p in parts]
-        if len(set(numbers)) != len(numbers):
-            raise StoreError(f"a part is listed twice in the completion of {self.url(key)}")
-        ordered = sorted(parts, key=lambda p: p.part_number)
+        ordered = completion_parts(parts, self.url(key))
         result = self._call(
             "complete_multipart",
             key,

@@ -69,6 +69,8 @@ from cse.stores.base import (
     Store,
     UploadInfo,
     clean_metadata,
+    completion_parts,
+    parse_bucket_url,
     resolve_get_range,
 )
 from cse_s3.formats import INSTRUCTION_FILE_MARKER, V3_OBJECT_KEYS
@@ -244,11 +246,7 @@ class S3Store(Store):
     @classmethod
     def from_url(cls, url: str) -> tuple[Store, str]:
         """``s3://BUCKET/KEY`` -> (a store of ``BUCKET`` with the default client, ``"KEY"``), key verbatim."""
-        if not isinstance(url, str) or not url.lower().startswith(_PREFIX):
-            raise ConfigurationError(f"{url!r} is not an s3:// URL (expected s3://BUCKET/KEY)")
-        bucket, _, key = url[len(_PREFIX) :].partition("/")
-        if not bucket:
-            raise ConfigurationError(f"{url!r} names no bucket (expected s3://BUCKET/KEY)")
+        bucket, key = parse_bucket_url(url, "s3")
         return cls(bucket), key
 
     def url(self, key: str) -> str:
@@ -578,12 +576,7 @@ class S3Store(Store):
 
     def complete_multipart(self, key: str, upload_id: str, parts: Sequence[PartInfo]) -> ObjectInfo:
         """CompleteMultipartUpload with ``parts`` (in part-number order), then the instruction file if any."""
-        if not parts:
-            raise StoreError(f"completing the multipart upload of {self.url(key)} needs at least one part")
-        numbers = [p.part_number for p in parts]
-        if len(set(numbers)) != len(numbers):
-            raise StoreError(f"a part is listed twice in the completion of {self.url(key)}")
-        ordered = sorted(parts, key=lambda p: p.part_number)
+        ordered = completion_parts(parts, self.url(key))
         response = self._call(
             "complete_multipart",
             key,
