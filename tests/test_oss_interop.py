@@ -316,6 +316,25 @@ def test_oss2_cannot_read_cse_kms_objects(
     assert go.get("obj", None) == data
 
 
+@pytest.mark.parametrize("size", [0, 17, 300 * 1024 + 5])
+@pytest.mark.parametrize("side", ["oss2-kms"], indirect=True)
+def test_oss2_reads_cse_kms_objects_in_oss2_style(
+    side: Side, oss_emulator: Any, aliyun_kms_key: str, size: int
+) -> None:
+    """With ``style=oss2`` on the key URI, cse writes oss2's double base64, and oss2's AliKMSProvider reads
+    the object, single-request and multipart; cse reads it too (it reads both styles)."""
+    kms_uri = f"aliyun-kms://{OSS_REGION}/{aliyun_kms_key}?style=oss2"
+    config = TransferConfig(multipart_threshold=256 * 1024, part_size=100 * 1024)
+    with EncryptionClient(kms_uri, format="oss-v2", config=config) as cse:
+        data = os.urandom(size)
+        cse.put((side.store, "obj"), data)
+        header = oss_emulator.get_object_metadata(side.bucket, "obj")[META + "key"]
+        assert _is_base64_text(base64.b64decode(header))  # oss2's double base64
+        assert side.get("obj", None) == data
+        assert cse.get((side.store, "obj")) == data
+        assert side.cse.get((side.store, "obj")) == data  # a default-style provider reads it as well
+
+
 # ------------------------------------------------------------------------------------------------ multipart
 
 

@@ -64,7 +64,11 @@ Key URI::
 ``connect-timeout=SECONDS``, ``read-timeout=SECONDS``, ``max-attempts=N``
     the default client's timeouts (5 and 30 s) and attempts per request, the first included (3);
 ``passphrase-env=VAR``
-    the environment variable holding the oss2 passphrase (see above).
+    the environment variable holding the oss2 passphrase (see above);
+``style=oss2``
+    write wrapped keys as oss2's ``AliKMSProvider`` does (base64 of the CiphertextBlob), so that oss2 reads
+    the objects; the default, ``style=go``, writes the CiphertextBlob as it is, as the Go, Java and C++ SDKs
+    and alibabacloud-oss-v2 do. Both styles are always read; the two SDK families cannot read each other's.
 
 Percent-encode ``&``, ``#``, ``%`` and ``+`` in values.
 """
@@ -73,6 +77,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import json
 import math
 import os
@@ -141,8 +146,8 @@ _HINTS = {
 }
 _URI_HELP = (
     "aliyun-kms://REGION/KEY[?endpoint=URL&connect-timeout=SECONDS&read-timeout=SECONDS&max-attempts=N"
-    "&passphrase-env=VAR], where REGION is a KMS region such as cn-hangzhou and KEY a key id, alias/NAME or "
-    "key ARN"
+    "&passphrase-env=VAR&style=oss2], where REGION is a KMS region such as cn-hangzhou and KEY a key id, "
+    "alias/NAME or key ARN"
 )
 _PARAMS = {
     "endpoint": "endpoint",
@@ -150,6 +155,7 @@ _PARAMS = {
     "read-timeout": "read_timeout",
     "max-attempts": "max_attempts",
     "passphrase-env": "passphrase_env",
+    "style": "style",
 }
 _QUERY_STRING = re.compile(r"\?[^\s'\")]*")
 _STRING_TO_SIGN = re.compile(r"string to sign is.*", re.IGNORECASE | re.DOTALL)
@@ -273,11 +279,18 @@ class AliyunKmsProvider(KeyProvider):
         read_timeout: float | None = None,
         max_attempts: int | None = None,
         passphrase: str | None = None,
+        style: str = "go",
     ) -> None:
         """Configure the provider; raise :class:`~cse.exceptions.ConfigurationError` for bad settings.
 
-        No request is made and no client is built here.
+        ``style`` is how wrapped keys are written: ``go`` (the CiphertextBlob text as it is, as the Go, Java
+        and C++ SDKs and alibabacloud-oss-v2 write it; the default) or ``oss2`` (base64 of that text, as
+        oss2's ``AliKMSProvider`` writes it, for objects oss2 must read; the others then cannot). Both are
+        read. No request is made and no client is built here.
         """
+        if style not in ("go", "oss2"):
+            raise ConfigurationError(f"style is go or oss2, not {style!r}")
+        self._style = style
         if not isinstance(region, str) or not _REGION.fullmatch(region):
             raise ConfigurationError(
                 f"{region!r} is not an Alibaba Cloud region id; give one such as cn-hangzhou"
@@ -571,7 +584,9 @@ class AliyunKmsProvider(KeyProvider):
                 f"Alibaba Cloud KMS {self._where('GenerateDataKey')} returned a {len(plaintext)}-byte key, "
                 f"not {request.key_length} bytes"
             )
-        return DataKey(plaintext=plaintext, ciphertext=blob, key_id=str(response.get("KeyId") or self._key))
+        return DataKey(
+            plaintext=plaintext, ciphertext=self._styled(blob), key_id=str(response.get("KeyId") or self._key)
+        )
 
     def wrap(self, plaintext: bytes, request: KeyRequest) -> bytes:
         """``Encrypt(Plaintext=base64(secret))`` with the request's context; returns the CiphertextBlob text
@@ -600,7 +615,21 @@ class AliyunKmsProvider(KeyProvider):
             ) from None
         if not blob:
             raise KmsError(f"Alibaba Cloud KMS {self._where('Encrypt')} returned an empty CiphertextBlob")
-        return blob
+        return self._styled(blob)
+
+    def _styled(self, blob: bytes) -> bytes:
+        """A CiphertextBlob text as this provider writes wrapped keys (``style``)."""
+        return base64.b64encode(blob) if self._style == "oss2" else blob
+
+    @staticmethod
+    def _blob(data: bytes) -> bytes:
+        """The CiphertextBlob text of a wrapped key in either style (oss2's is base64 of it)."""
+        if len(data) >= 8 and _B64_TEXT.fullmatch(data):
+            with contextlib.suppress(binascii.Error, ValueError):
+                inner = base64.b64decode(data, validate=True)
+                if len(inner) >= 64 and _B64_TEXT.fullmatch(inner) and len(inner) % 4 == 0:
+                    return inner
+        return data
 
     def unwrap(self, ciphertext: bytes, request: KeyRequest) -> bytes:
         """``Decrypt`` a CiphertextBlob text (ASCII bytes) with the request's context.
@@ -617,7 +646,7 @@ class AliyunKmsProvider(KeyProvider):
         )
 
         self._check_algorithm(request.wrap_algorithm)
-        data = bytes(ciphertext)
+        data = self._blob(bytes(ciphertext))
         if not 1 <= len(data) <= _MAX_BLOB_TEXT or not _B64_TEXT.fullmatch(data):
             raise DecryptionError()
         req = DecryptRequest()
