@@ -506,6 +506,200 @@ def cp(
     _emit(as_json, data, f"{src} -> {result.url} ({result.size} bytes, {result.envelope.format})")
 
 
+def _cache_from_options(max_age: float | None, max_objects: int | None, max_bytes: int | None) -> Any:
+    """A data-key cache when any --cache-* option is given, else None (caching is off by default)."""
+    if max_age is None and max_objects is None and max_bytes is None:
+        return None
+    from cse.cache import DataKeyCache
+
+    limits: dict[str, Any] = {}
+    if max_age is not None:
+        limits["max_age"] = max_age
+    if max_objects is not None:
+        limits["max_objects"] = max_objects
+    if max_bytes is not None:
+        limits["max_bytes"] = max_bytes
+    return DataKeyCache(**limits)
+
+
+def _migration_table(summary: Any) -> str:
+    """The human summary: one line per failed object, then the totals."""
+    lines = [f"FAILED {o.src_url}: {o.error}" for o in summary.objects if o.state == "failed"]
+    rows = [
+        ("copied", summary.copied),
+        ("skipped", summary.skipped),
+        ("failed", summary.failed),
+        ("bytes", summary.bytes),
+        ("kms calls", summary.kms_calls),
+    ]
+    if summary.dry_run:
+        rows.insert(0, ("planned", summary.planned))
+    if summary.cse_only:
+        rows.append(("readable by cse only", summary.cse_only))
+    width = max(len(name) for name, _ in rows)
+    lines += [f"{name.ljust(width)}  {value}" for name, value in rows]
+    lines.append(f"{'seconds'.ljust(width)}  {summary.seconds:.1f}")
+    return "\n".join(lines)
+
+
+def _run_migration(src: str, dst: str, *, as_json: bool, progress: bool, cache: Any, **options: Any) -> None:
+    from cse.migrate import migrate
+
+    state: dict[str, Any] = {"bar": None, "shown": 0}
+    show = progress and sys.stderr.isatty() and not options.get("dry_run")
+
+    def report(objects: int, total_objects: int, size: int, total_size: int) -> None:
+        if not show:
+            return
+        bar = state["bar"]
+        if bar is None:
+            bar = click.progressbar(
+                length=max(1, total_size), file=sys.stderr, show_eta=True, show_percent=True
+            )
+            bar.__enter__()
+            state["bar"] = bar
+        bar.label = f"{objects}/{total_objects} objects"
+        bar.update(size - state["shown"])
+        state["shown"] = size
+
+    try:
+        summary = migrate(src, dst, key_cache=cache, progress=report, **options)
+    finally:
+        if state["bar"] is not None:
+            state["bar"].__exit__(None, None, None)
+    _emit(as_json, summary.to_dict(), _migration_table(summary))
+    if not summary.ok:
+        sys.exit(1)
+
+
+cache_options = [
+    click.option(
+        "--cache-max-age", type=click.FloatRange(min=0, min_open=True), help="Data-key cache: seconds."
+    ),
+    click.option("--cache-max-objects", type=click.IntRange(min=1), help="Data-key cache: objects per key."),
+    click.option("--cache-max-bytes", type=click.IntRange(min=1), help="Data-key cache: bytes per key."),
+]
+
+
+def _with(options: Sequence[Callable[[F], F]]) -> Callable[[F], F]:
+    def apply(fn: F) -> F:
+        for option in reversed(options):
+            fn = option(fn)
+        return fn
+
+    return apply
+
+
+@main.command()
+@click.argument("src")
+@click.argument("dst")
+@click.option("--key", "keys", multiple=True, metavar="KEY_URI", help="A key that may decrypt (repeat).")
+@click.option("--to-key", "to_keys", multiple=True, metavar="KEY_URI", help="The key for the destination.")
+@click.option("--mode", type=click.Choice(["native", "rewrap"]), default="native", show_default=True)
+@click.option("--workers", type=click.IntRange(1, 64), default=4, show_default=True, help="Objects at once.")
+@click.option(
+    "--journal", type=click.Path(dir_okay=False), help="SQLite journal: resume where a run stopped."
+)
+@click.option("--verify", is_flag=True, help="Read every destination object back and compare its SHA-256.")
+@click.option("--dry-run", is_flag=True, help="List what would be copied; write nothing.")
+@format_option
+@click.option(
+    "--allow-cse-only", is_flag=True, help="rewrap: allow results only cse reads (another cloud's format)."
+)
+@legacy_option
+@_with(cache_options)
+@json_option
+@progress_option
+@_handle_errors
+def migrate(
+    src: str,
+    dst: str,
+    keys: tuple[str, ...],
+    to_keys: tuple[str, ...],
+    mode: str,
+    workers: int,
+    journal: str | None,
+    verify: bool,
+    dry_run: bool,
+    fmt: str | None,
+    allow_cse_only: bool,
+    allow_legacy: bool,
+    cache_max_age: float | None,
+    cache_max_objects: int | None,
+    cache_max_bytes: int | None,
+    as_json: bool,
+    progress: bool,
+) -> None:
+    """Copy every encrypted object under SRC to DST (any two stores), re-encrypting it (native) or
+    re-wrapping its key (rewrap). Exits 1 if any object failed; the others are copied regardless."""
+    if not keys:
+        _fail("migrate needs --key KEY_URI for the source objects", 2)
+    _run_migration(
+        src,
+        dst,
+        as_json=as_json,
+        progress=progress,
+        cache=_cache_from_options(cache_max_age, cache_max_objects, cache_max_bytes),
+        keys=list(keys),
+        to_keys=list(to_keys) or None,
+        mode=mode,
+        workers=workers,
+        journal=journal,
+        verify=verify,
+        dry_run=dry_run,
+        format=fmt,
+        allow_cse_only=allow_cse_only,
+        allow_legacy=allow_legacy,
+    )
+
+
+@main.command()
+@click.argument("url")
+@click.option("--key", "keys", multiple=True, metavar="KEY_URI", help="The old key (repeat).")
+@click.option("--to-key", "to_keys", multiple=True, metavar="KEY_URI", help="The new key.")
+@click.option("--workers", type=click.IntRange(1, 64), default=4, show_default=True, help="Objects at once.")
+@click.option(
+    "--journal", type=click.Path(dir_okay=False), help="SQLite journal: resume where a run stopped."
+)
+@click.option("--verify", is_flag=True, help="Read every object back and compare its SHA-256.")
+@click.option("--dry-run", is_flag=True, help="List what would be re-wrapped; write nothing.")
+@legacy_option
+@json_option
+@progress_option
+@_handle_errors
+def rewrap(
+    url: str,
+    keys: tuple[str, ...],
+    to_keys: tuple[str, ...],
+    workers: int,
+    journal: str | None,
+    verify: bool,
+    dry_run: bool,
+    allow_legacy: bool,
+    as_json: bool,
+    progress: bool,
+) -> None:
+    """Rotate keys in place: re-wrap the content key of every object under URL for --to-key, changing only
+    metadata where the store allows (server-side copy). Afterwards the old key is no longer needed."""
+    if not keys or not to_keys:
+        _fail("rewrap needs --key OLD_KEY_URI and --to-key NEW_KEY_URI", 2)
+    _run_migration(
+        url,
+        url,
+        as_json=as_json,
+        progress=progress,
+        cache=None,
+        keys=list(keys),
+        to_keys=list(to_keys),
+        mode="rewrap",
+        workers=workers,
+        journal=journal,
+        verify=verify,
+        dry_run=dry_run,
+        allow_legacy=allow_legacy,
+    )
+
+
 @main.command()
 @click.option("--dir", "directory", type=click.Path(file_okay=False), help="Work here (default: a temp dir).")
 @json_option

@@ -987,31 +987,7 @@ class EncryptionClient:
         """
         obj = self._open(ref)
         fmt = self._detect(obj.info.metadata, obj.store.url(obj.key))
-        providers = [self._provider(k) for k in to_keys]
-        if not providers:
-            raise ConfigurationError("rewrap needs at least one new key")
-        if len(providers) > 1 and fmt.name != "cse-v1":
-            raise ConfigurationError(f"the {fmt.name} format records one wrapped key; give one new key")
-        wrapped: list[WrappedKey] = []
-        for provider in providers:
-            request = KeyRequest(
-                wrap_algorithm=fmt.choose_wrap_algorithm(provider),
-                content_algorithm=obj.envelope.content_algorithm,
-                encryption_context=obj.envelope.encryption_context,
-                material_description=provider.material_description,
-            )
-            iv = obj.material.iv if fmt.wraps_iv else None
-            wrapped.append(
-                WrappedKey(
-                    wrap_algorithm=request.wrap_algorithm,
-                    ciphertext=provider.wrap(obj.material.key, request),
-                    wrapped_iv=provider.wrap(iv, request) if iv is not None else None,
-                    key_id=provider.key_id,
-                    provider=provider.scheme,
-                    material_description=dict(provider.material_description),
-                )
-            )
-        envelope = obj.envelope.model_copy(update={"wrapped_keys": tuple(wrapped)})
+        envelope = self.rewrapped_envelope(obj.envelope, obj.material, fmt, to_keys)
         # Keep the user's own metadata; replace every field of the old envelope's encoding.
         old_fields = fmt.encode(obj.envelope).keys()
         metadata = {k: v for k, v in obj.info.metadata.items() if k not in old_fields}
@@ -1021,6 +997,41 @@ class EncryptionClient:
             raise ConfigurationError("rewrap copies within one store; use copy() to move between stores")
         info = obj.store.copy(obj.key, dst_key, metadata)
         return HeadResult(obj.store.url(dst_key), obj.size, info.size, info.etag, envelope, metadata)
+
+    def rewrapped_envelope(
+        self,
+        envelope: Envelope,
+        material: ContentMaterial,
+        fmt: Format,
+        to_keys: Sequence[KeyProvider | str],
+    ) -> Envelope:
+        """``envelope`` with its content key (and IV, for formats that wrap it) wrapped anew by ``to_keys``,
+        as ``fmt`` records keys. The content parameters, and so the ciphertext, stay as they are."""
+        providers = [self._provider(k) for k in to_keys]
+        if not providers:
+            raise ConfigurationError("rewrap needs at least one new key")
+        if len(providers) > 1 and fmt.name != "cse-v1":
+            raise ConfigurationError(f"the {fmt.name} format records one wrapped key; give one new key")
+        wrapped: list[WrappedKey] = []
+        for provider in providers:
+            request = KeyRequest(
+                wrap_algorithm=fmt.choose_wrap_algorithm(provider),
+                content_algorithm=envelope.content_algorithm,
+                encryption_context=envelope.encryption_context,
+                material_description=provider.material_description,
+            )
+            iv = material.iv if fmt.wraps_iv else None
+            wrapped.append(
+                WrappedKey(
+                    wrap_algorithm=request.wrap_algorithm,
+                    ciphertext=provider.wrap(material.key, request),
+                    wrapped_iv=provider.wrap(iv, request) if iv is not None else None,
+                    key_id=provider.key_id,
+                    provider=provider.scheme,
+                    material_description=dict(provider.material_description),
+                )
+            )
+        return envelope.model_copy(update={"format": fmt.name, "wrapped_keys": tuple(wrapped)})
 
     def copy(
         self,
