@@ -46,7 +46,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from cse import registry
-from cse.client import EncryptionClient, _Decrypted, _IterReader
+from cse.client import EncryptionClient, ObjectRef, _Decrypted, _IterReader
 from cse.config import CommitmentPolicy, TransferConfig
 from cse.content import codec_for
 from cse.exceptions import ConfigurationError, CseError
@@ -248,8 +248,8 @@ class _Plan:
 
 
 def migrate(
-    src: str,
-    dst: str,
+    src: ObjectRef,
+    dst: ObjectRef,
     *,
     keys: Sequence[KeyProvider | str],
     to_keys: Sequence[KeyProvider | str] | None = None,
@@ -267,8 +267,9 @@ def migrate(
 ) -> MigrationSummary:
     """Copy (``native``) or re-key (``rewrap``) every encrypted object under ``src`` to ``dst``.
 
-    :param src: a URL prefix, such as ``s3://bucket/photos/``; every object whose key starts with it.
-    :param dst: the destination URL prefix; an object ``src + REST`` goes to ``dst + REST``. The same as
+    :param src: a URL prefix, such as ``s3://bucket/photos/`` (or a ``(store, prefix)`` pair); every object
+        whose key starts with it.
+    :param dst: the destination URL prefix (or a ``(store, prefix)`` pair); an object ``src + REST`` goes to ``dst + REST``. The same as
         ``src`` for key rotation in place (``cse rewrap``).
     :param keys: keys (providers or key URIs) that may decrypt the source objects; any of them.
     :param to_keys: the keys that wrap the destination objects' content keys; default: ``keys[0]``.
@@ -574,6 +575,6 @@ def _stream_ciphertext(
         raise
 
 
-def rewrap_prefix(url: str, **kwargs: Any) -> MigrationSummary:
+def rewrap_prefix(url: ObjectRef, **kwargs: Any) -> MigrationSummary:
     """Key rotation in place: :func:`migrate` of ``url`` onto itself in rewrap mode (``cse rewrap``)."""
     return migrate(url, url, mode="rewrap", **kwargs)
