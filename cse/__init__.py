@@ -17,6 +17,7 @@ _EXPORTS = {
     "PutResult": "cse.client",
     "detect_format": "cse.client",
     "head_object": "cse.client",
+    "DataKeyCache": "cse.cache",
     "TransferConfig": "cse.config",
     "CommitmentPolicy": "cse.config",
     "ContentAlgorithm": "cse.envelope",
@@ -45,6 +46,7 @@ _EXPORTS = {
 __all__ = sorted([*_EXPORTS, "__version__"])
 
 if TYPE_CHECKING:
+    from cse.cache import DataKeyCache
     from cse.client import (
         DecryptingReader,
         EncryptionClient,

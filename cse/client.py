@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import IO, Any, BinaryIO
 
 from cse import registry, transfer
+from cse.cache import DataKeyCache
 from cse.config import CommitmentPolicy, TransferConfig
 from cse.content import ContentCodec, ContentMaterial, codec_for
 from cse.envelope import Envelope, WrappedKey
@@ -298,6 +299,9 @@ class EncryptionClient:
     :param commitment_policy: key commitment for the formats it governs (the S3 family), as in the official
         S3 Encryption Client: by default new objects must commit to their key (S3 V3) and objects that do
         not (S3 V2) are refused on read; ``REQUIRE_ENCRYPT_ALLOW_DECRYPT`` reads them.
+    :param key_cache: a :class:`~cse.cache.DataKeyCache` that lets new objects of known length share the
+        first wrap key's data key within its limits (fewer KMS calls; see the data-key cache docs). Default
+        ``None``: every object gets its own key.
     """
 
     def __init__(
@@ -312,6 +316,7 @@ class EncryptionClient:
         allow_unauthenticated_ranges: bool = False,
         allow_legacy: bool = False,
         commitment_policy: CommitmentPolicy | str = CommitmentPolicy.REQUIRE_ENCRYPT_REQUIRE_DECRYPT,
+        key_cache: DataKeyCache | None = None,
     ) -> None:
         try:
             self.commitment_policy = CommitmentPolicy(commitment_policy)
@@ -332,6 +337,9 @@ class EncryptionClient:
         self.delayed_authentication = delayed_authentication
         self.allow_unauthenticated_ranges = allow_unauthenticated_ranges
         self.allow_legacy = allow_legacy
+        if key_cache is not None and not isinstance(key_cache, DataKeyCache):
+            raise ConfigurationError(f"key_cache is a DataKeyCache or None, not {type(key_cache).__name__}")
+        self.key_cache = key_cache
         self._stores: dict[str, Store] = {}
         self._lock = threading.Lock()
 
@@ -475,7 +483,12 @@ class EncryptionClient:
                 material_description=provider.material_description,
             )
             if cek is None:
-                data_key = provider.generate_data_key(request)
+                if self.key_cache is not None and plaintext_length is not None:
+                    data_key = self.key_cache.data_key(provider, request, plaintext_length)
+                else:
+                    # Unknown length (a stream): the cache could not charge the object's bytes to the key's
+                    # byte budget, so such an object gets a key of its own.
+                    data_key = provider.generate_data_key(request)
                 cek, ciphertext, key_id = data_key.plaintext, data_key.ciphertext, data_key.key_id
                 params = codec.new_parameters(cek, segment_size=self.config.segment_size)
                 iv = params.get("iv")

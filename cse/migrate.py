@@ -269,8 +269,8 @@ def migrate(
 
     :param src: a URL prefix, such as ``s3://bucket/photos/`` (or a ``(store, prefix)`` pair); every object
         whose key starts with it.
-    :param dst: the destination URL prefix (or a ``(store, prefix)`` pair); an object ``src + REST`` goes to ``dst + REST``. The same as
-        ``src`` for key rotation in place (``cse rewrap``).
+    :param dst: the destination URL prefix (or a ``(store, prefix)`` pair); an object ``src + REST`` goes
+        to ``dst + REST``. The same as ``src`` for key rotation in place (``cse rewrap``).
     :param keys: keys (providers or key URIs) that may decrypt the source objects; any of them.
     :param to_keys: the keys that wrap the destination objects' content keys; default: ``keys[0]``.
     :param mode: ``native`` or ``rewrap`` (see the module docstring).

@@ -113,3 +113,9 @@ class KeyProvider(ABC):
     def describe(self) -> str:
         """A one-line, secret-free description for errors and ``cse head``."""
         return f"{self.scheme}://{self.key_id}"
+
+    def call_counts(self) -> dict[str, int]:
+        """KMS requests this provider made, by operation name (``GenerateDataKey``, ``Encrypt``, ``Decrypt``
+        ...), since it was created; for providers without a service, empty. A copy: later calls do not
+        change it."""
+        return {}

@@ -19,6 +19,7 @@ EXPECTED_TOP_LEVEL = {
     "ContentAlgorithm",
     "CseError",
     "DataKey",
+    "DataKeyCache",
     "DecryptingReader",
     "DecryptionError",
     "EncryptionClient",
