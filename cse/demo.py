@@ -113,12 +113,13 @@ def run_demo(
 
 
 def _plugin_legs(root: Path, data: bytes, say: Callable[[str], Any]) -> dict[str, Any]:
-    """Run the demo legs that installed plugins register: S3, then OSS, then any others in name order."""
+    """Run the demo legs that installed plugins register: S3, OSS, the S3 -> OSS migration, then any others in
+    name order."""
     from importlib import metadata
 
     reports: dict[str, Any] = {}
-    order = {"s3": 0, "oss": 1}
-    for ep in sorted(metadata.entry_points(group=DEMO_GROUP), key=lambda e: (order.get(e.name, 2), e.name)):
+    order = {"s3": 0, "oss": 1, "migrate": 2}
+    for ep in sorted(metadata.entry_points(group=DEMO_GROUP), key=lambda e: (order.get(e.name, 3), e.name)):
         try:
             leg = ep.load()
         except ImportError as exc:
