@@ -806,7 +806,9 @@ class EncryptionClient:
                 )
             ct_start, ct_end, skip, length = plan.ct_start, plan.ct_end, plan.skip, plan.length
             decryptor = codec.range_decryptor(obj.material, obj.envelope, obj.info.size, plan)
-        read_size = codec.ciphertext_chunk(obj.envelope, cfg.chunk_size)
+        # Reads of chunk_size, but no larger than the bytes asked for: small objects get small buffers.
+        span = max(1, ct_end - ct_start + 1)
+        read_size = codec.ciphertext_chunk(obj.envelope, min(cfg.chunk_size, span))
         # Two output buffers: the newest piece is held back until the next one (or the final check)
         # is done, so whoever reads the last byte has already seen the verification pass.
         outs = (

@@ -30,6 +30,7 @@ __all__ = [
     "register_format",
     "register_provider",
     "register_store",
+    "refresh",
     "store_class",
 ]
 
@@ -60,8 +61,24 @@ _loaded: dict[str, dict[str, Any]] = {STORE_GROUP: {}, FORMAT_GROUP: {}, PROVIDE
 T = TypeVar("T")
 
 
+_found: dict[str, dict[str, metadata.EntryPoint]] = {}
+
+
 def _entry_points(group: str) -> dict[str, metadata.EntryPoint]:
-    return {ep.name: ep for ep in metadata.entry_points(group=group)}
+    # Scanning every installed distribution's entry points costs milliseconds; every read detects its
+    # format through them, so the scan is done once per group (:func:`refresh` forgets it).
+    found = _found.get(group)
+    if found is None:
+        found = {ep.name: ep for ep in metadata.entry_points(group=group)}
+        with _lock:
+            _found[group] = found
+    return found
+
+
+def refresh() -> None:
+    """Forget the plugins found so far, so that distributions installed since are seen."""
+    with _lock:
+        _found.clear()
 
 
 def _names(group: str) -> list[str]:
