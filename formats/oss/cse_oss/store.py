@@ -21,7 +21,8 @@ CRCs of its parts, combined. A whole-object read computes the CRC-64 of the byte
 with the header when the last byte arrives, *before* that byte is handed on, so a body corrupted in transit
 raises :class:`~cse.exceptions.StoreError` and is never returned as good data. A ranged read cannot be
 checked this way (the header is the whole object's CRC). The default bucket turns oss2's own CRC checks
-off, since the store does them; a bucket given with ``enable_crc=True`` checks twice.
+off, since the store does them; with a bucket given with ``enable_crc=True``, oss2 checks uploads itself and
+the store takes its verified answer rather than computing the CRC again.
 
 The CRC catches corruption between the server and the client. It does not catch a change at rest: the
 server recomputes the CRC of what it stores. OSS V2 (AES-CTR) has no integrity of its own, so only
@@ -377,14 +378,20 @@ class OssStore(Store):
         bodies in its own CRC adapter (``enable_crc=True``), which reads only streams and bytes."""
         return BufferReader(view) if getattr(self.bucket, "enable_crc", False) else view
 
-    def _check_upload_crc(self, action: str, key: str, sent: int, result: Any) -> None:
+    def _checked_crc(self, action: str, key: str, view: memoryview, result: Any) -> int:
+        """The CRC-64 of the bytes sent, checked against the server's. A bucket with ``enable_crc`` has
+        had oss2 make the same check already (a mismatch raised), so its answer is not computed again."""
         server = getattr(result, "crc", None)
+        if server is not None and getattr(self.bucket, "enable_crc", False):
+            return int(server)
+        sent = crc64(view)
         if server is not None and int(server) != sent:
             raise StoreError(
                 f"{action} {self.url(key)}: the server's CRC-64 ({server}) is not that of the bytes sent "
                 f"({sent}); "
                 "the upload was corrupted in transit, send it again"
             )
+        return sent
 
     # -------------------------------------------------------------------------------------------- objects
 
@@ -394,7 +401,7 @@ class OssStore(Store):
         headers = _meta_headers(metadata)
         view = memoryview(data).cast("B")
         result = self._call("put", key, "put_object", key, self._body(view), headers=headers)
-        self._check_upload_crc("put", key, crc64(view), result)
+        self._checked_crc("put", key, view, result)
         return ObjectInfo(key, len(view), _etag(result.etag), _user_metadata(headers))
 
     def get(self, key: str, start: int = 0, end: int | None = None) -> GetResult:
@@ -547,8 +554,7 @@ class OssStore(Store):
             headers=_meta_headers(headers or {}),
             upload_id=upload_id,
         )
-        crc = crc64(view)
-        self._check_upload_crc(f"upload part {part_number} of", key, crc, result)
+        crc = self._checked_crc(f"upload part {part_number} of", key, view, result)
         with self._lock:
             self._crcs.setdefault(upload_id, {})[part_number] = (crc, len(view))
         return PartInfo(part_number, _etag(result.etag), len(view))
