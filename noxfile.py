@@ -91,6 +91,7 @@ def docs(session: nox.Session) -> None:
 
 @nox.session(python=False)
 def bench(session: nox.Session) -> None:
-    """Throughput and memory benchmarks against the peers (see docs/performance.md)."""
+    """Throughput, start-up and KMS-call benchmarks against the peers (see docs/performance.md); about 4
+    minutes. ``CSE_BENCH_MEMORY=1`` (or ``-- --memory``) adds the 1 GiB peak-RSS jobs (about 4 more)."""
     _sync(session)
     _run(session, "python", "benchmarks/bench.py", *session.posargs)

@@ -1,4 +1,11 @@
-"""Content-cipher throughput: cse's streaming path against raw ``cryptography`` ``update_into``.
+"""cse's benchmarks; every figure is a ratio to a reference measured in the same run (docs/performance.md).
+
+Sections: content-cipher throughput against raw ``cryptography`` (below), and, in sibling modules, the
+official clients' pipelines on the same bytes (``peers.py``), end to end on local servers (``e2e.py``), KMS
+calls per object with and without data-key caching (``kms_calls.py``), start-up time (``startup.py``) and,
+with ``--memory`` or ``CSE_BENCH_MEMORY=1``, peak RSS of 1 GiB round trips (``memory.py``).
+
+Content-cipher throughput: cse's streaming path against raw ``cryptography`` ``update_into``.
 
 For each cipher, encrypt and decrypt the same bytes through cse's streaming encryptor/decryptor objects
 (built by the content codecs, exactly as the client uses them: fixed-size chunks into one reused output
@@ -6,7 +13,8 @@ buffer) and through a bare ``cryptography`` ``Cipher(...).update_into`` loop wit
 Runs alternate, and each figure is the median of several repetitions measured in the same process, so the
 ratio holds on a noisy shared machine. Also sweeps the cse-v1 segment size, which chose its default.
 
-    python benchmarks/bench.py [--size-mib 256] [--repeat 5] [--json bench-results.json]
+    python benchmarks/bench.py [--size-mib 256] [--repeat 7] [--json bench-results.json] [--memory]
+                               [--only ciphers,peers,e2e,kms,startup,memory]
 """
 
 from __future__ import annotations
@@ -16,6 +24,7 @@ import json
 import os
 import platform
 import statistics
+import sys
 import time
 from collections.abc import Callable
 from typing import Any
@@ -135,29 +144,180 @@ def bench_segment_sizes(size: int, repeat: int) -> list[dict[str, Any]]:
     return rows
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--size-mib", type=int, default=256)
-    parser.add_argument("--repeat", type=int, default=7)
-    parser.add_argument("--segment-size", type=int, default=DEFAULT_SEGMENT_SIZE)
-    parser.add_argument("--json", default="bench-results.json", help="where to write the results")
-    args = parser.parse_args()
-    size = args.size_mib * MiB
-    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}")
-    print(f"streaming {args.size_mib} MiB in {CHUNK // 1024} KiB chunks, median of {args.repeat}\n")
-    rows = bench_ciphers(size, args.repeat, args.segment_size)
+SECTIONS = ("ciphers", "peers", "e2e", "kms", "startup", "memory")
+
+
+def _machine() -> dict[str, Any]:
+    from importlib import metadata
+
+    cpu = "unknown"
+    try:
+        with open("/proc/cpuinfo") as fh:
+            cpu = next((line.split(":", 1)[1].strip() for line in fh if line.startswith("model name")), cpu)
+    except OSError:
+        pass
+    versions = {}
+    for dist in (
+        "cryptography",
+        "boto3",
+        "moto",
+        "amazon-s3-encryption-client-python",
+        "oss2",
+        "alibabacloud-oss-v2",
+        "pycryptodome",
+        "pydantic",
+    ):
+        try:
+            versions[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            versions[dist] = None
+    return {
+        "platform": platform.platform(),
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "python": platform.python_version(),
+        "versions": versions,
+    }
+
+
+def _print_ciphers(rows: list[dict[str, Any]], segs: list[dict[str, Any]]) -> None:
     print(f"{'cipher':<32} {'dir':<8} {'cse MiB/s':>10} {'raw MiB/s':>10} {'ratio':>6}")
     for r in rows:
         print(
             f"{r['cipher']:<32} {r['direction']:<8} {r['cse_mib_s']:>10.0f} "
             f"{r['raw_mib_s']:>10.0f} {r['ratio']:>6.2f}"
         )
-    segs = bench_segment_sizes(min(size, 128 * MiB), args.repeat)
     print("\ncse-v1 segment size sweep (encrypt, ratio to raw AES-GCM update_into):")
     for r in segs:
         print(f"  {r['segment_size'] // 1024:>5} KiB  {r['ratio']:.2f}")
+
+
+def _size(n: int) -> str:
+    return f"{n // MiB} MiB" if n >= MiB else f"{n // 1024} KiB"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--size-mib", type=int, default=256)
+    parser.add_argument("--repeat", type=int, default=7)
+    parser.add_argument("--segment-size", type=int, default=DEFAULT_SEGMENT_SIZE)
+    parser.add_argument("--json", default="bench-results.json", help="where to write the results")
+    parser.add_argument(
+        "--memory",
+        action="store_true",
+        default=os.environ.get("CSE_BENCH_MEMORY") == "1",
+        help="also measure peak RSS of 1 GiB round trips (about 4 minutes; or CSE_BENCH_MEMORY=1)",
+    )
+    parser.add_argument("--only", default="", help=f"comma-separated sections: {', '.join(SECTIONS)}")
+    parser.add_argument("--e2e-objects", type=int, default=1000, help="small objects in the end-to-end run")
+    parser.add_argument("--kms-objects", type=int, default=200, help="objects in the KMS-calls run")
+    args = parser.parse_args()
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    wanted = [s for s in args.only.split(",") if s] or [s for s in SECTIONS if s != "memory" or args.memory]
+    unknown = set(wanted) - set(SECTIONS)
+    if unknown:
+        parser.error(f"unknown section(s): {', '.join(sorted(unknown))}")
+    machine = _machine()
+    results: dict[str, Any] = {"machine": machine, "repeat": args.repeat}
+    print(
+        f"machine: {machine['cpu']}, {machine['cores']} cores, Python {machine['python']}, "
+        f"cryptography {machine['versions']['cryptography']}"
+    )
+
+    if "ciphers" in wanted:
+        size = args.size_mib * MiB
+        print(
+            f"\n== 1. content ciphers: {args.size_mib} MiB in {CHUNK // 1024} KiB chunks, "
+            f"median of {args.repeat}"
+        )
+        rows = bench_ciphers(size, args.repeat, args.segment_size)
+        segs = bench_segment_sizes(min(size, 128 * MiB), args.repeat)
+        _print_ciphers(rows, segs)
+        results["ciphers"], results["segment_sizes"] = rows, segs
+
+    if "peers" in wanted:
+        from peers import bench_peers
+
+        print(f"\n== 2. against the official clients' pipelines, no network, median of {args.repeat}")
+        print("   ratio = cse throughput / peer throughput (targets: >= 3 s3_encryption, >= 2 oss2)")
+        rows = bench_peers(args.repeat)
+        print(
+            f"{'peer':<48} {'op':<14} {'object':>8} {'n':>4} "
+            f"{'cse MiB/s':>10} {'peer MiB/s':>10} {'ratio':>6}"
+        )
+        for r in rows:
+            print(
+                f"{r['peer']:<48} {r['op']:<14} {_size(r['object_size']):>8} {r['objects']:>4} "
+                f"{r['cse_mib_s']:>10.1f} {r['peer_mib_s']:>10.1f} {r['ratio']:>6.2f}"
+            )
+        results["peers"] = rows
+
+    if "e2e" in wanted:
+        from e2e import bench_e2e
+
+        repeat = max(3, args.repeat // 2)
+        print(f"\n== 3. end to end on local servers (own processes), median of {repeat}")
+        print("   overhead = cse time / plain SDK time (target <= 1.10 for large objects)")
+        rows = bench_e2e(repeat, args.e2e_objects)
+        print(f"{'store':<24} {'job':<38} {'cse s':>8} {'plain s':>8} {'overhead':>8}")
+        for r in rows:
+            print(
+                f"{r['store']:<24} {r['job']:<38} {r['cse_s']:>8.3f} {r['plain_s']:>8.3f} "
+                f"{r['overhead']:>8.2f}"
+            )
+        results["e2e"] = rows
+
+    if "memory" in wanted:
+        from memory import bench_memory
+
+        print(
+            "\n== 4. peak RSS of a 1 GiB upload + download, each in a child process "
+            "(target < 128 MiB for cse)"
+        )
+        rows = bench_memory()
+        print(f"{'store':<20} {'client':<20} {'peak RSS MiB':>12} {'up s':>7} {'down s':>7} verified")
+        for r in rows:
+            if "error" in r:
+                print(f"{r['store']:<20} {r['client']:<20} failed: {r['error']}")
+                continue
+            print(
+                f"{r['store']:<20} {r['client']:<20} {r['peak_rss'] / MiB:>12.1f} "
+                f"{r['upload_s']:>7.1f} {r['download_s']:>7.1f} {r['verified']}"
+            )
+        results["memory"] = rows
+    elif "memory" not in args.only:
+        print("\n== 4. memory: skipped (pass --memory or set CSE_BENCH_MEMORY=1; takes about 4 minutes)")
+
+    if "kms" in wanted:
+        from kms_calls import bench_kms_calls
+
+        print(
+            f"\n== 5. Alibaba Cloud KMS calls per object (emulator's request log), {args.kms_objects} x 1 KiB"
+        )
+        rows, notes = bench_kms_calls(args.kms_objects)
+        print(f"{'client':<14} {'put calls/object':>16} {'get calls/object':>16}  put / get actions")
+        for r in rows:
+            print(
+                f"{r['client']:<14} {r['put_calls_per_object']:>16.3f} {r['get_calls_per_object']:>16.3f}  "
+                f"{r['put_calls']} / {r['get_calls']}"
+            )
+        for note in notes:
+            print(f"   note: {note}")
+        results["kms_calls"], results["kms_notes"] = rows, notes
+
+    if "startup" in wanted:
+        from startup import bench_startup
+
+        print(f"\n== 6. start-up, fresh subprocesses, median of {args.repeat} (target: cse --help < 0.3 s)")
+        rows = bench_startup(args.repeat)
+        for r in rows:
+            print(
+                f"{r['command']:<34} {r['seconds']:>7.3f} s  {r['ratio_to_bare_python']:>5.1f}x bare python"
+            )
+        results["startup"] = rows
+
     with open(args.json, "w") as fh:
-        json.dump({"ciphers": rows, "segment_sizes": segs, "machine": platform.platform()}, fh, indent=2)
+        json.dump(results, fh, indent=2)
     print(f"\nwrote {args.json}")
 
 
