@@ -341,6 +341,7 @@ class EncryptionClient:
             raise ConfigurationError(f"key_cache is a DataKeyCache or None, not {type(key_cache).__name__}")
         self.key_cache = key_cache
         self._stores: dict[str, Store] = {}
+        self._free_buffers: dict[tuple[int, int], list[tuple[bytearray, bytearray, bytearray]]] = {}
         self._lock = threading.Lock()
 
     # ------------------------------------------------------------------------------------------ plumbing
@@ -811,42 +812,68 @@ class EncryptionClient:
         read_size = codec.ciphertext_chunk(obj.envelope, min(cfg.chunk_size, span))
         # Two output buffers: the newest piece is held back until the next one (or the final check)
         # is done, so whoever reads the last byte has already seen the verification pass.
-        outs = (
-            bytearray(decryptor.output_size(read_size)),
-            bytearray(decryptor.output_size(read_size)),
-        )
-        which = 0
-        held: memoryview | None = None
-        remaining = length
-        fetched: Any = (
-            contextlib.nullcontext(None) if obj.info.size == 0 else obj.store.get(obj.key, ct_start, ct_end)
-        )
-        with fetched as result:
-            view = memoryview(bytearray(read_size))
-            while result is not None:
-                n = _readinto(result.body, view)
-                if not n:
-                    break
-                out = outs[which]
-                piece = memoryview(out)[: decryptor.update_into(view[:n], out)]
-                if skip:
-                    cut = min(skip, len(piece))
-                    piece, skip = piece[cut:], skip - cut
-                piece = piece[:remaining]
-                if len(piece):
-                    remaining -= len(piece)
-                    if held is not None:
-                        yield held
-                    held, which = piece, which ^ 1
-            tail = memoryview(decryptor.finalize())[skip:]
-        tail = tail[:remaining]
-        remaining -= len(tail)
-        if remaining:
-            raise DecryptionError()
-        if held is not None:
-            yield held
-        if len(tail):
-            yield tail
+        shape = (read_size, decryptor.output_size(read_size))
+        buffers = self._take_buffers(shape)
+        # The buffers go back for reuse only when this generator ends: the last piece yielded lives in one.
+        with self._returning(shape, buffers):
+            outs = buffers[1:]
+            which = 0
+            held: memoryview | None = None
+            remaining = length
+            fetched: Any = (
+                contextlib.nullcontext(None)
+                if obj.info.size == 0
+                else obj.store.get(obj.key, ct_start, ct_end)
+            )
+            with fetched as result:
+                view = memoryview(buffers[0])
+                while result is not None:
+                    n = _readinto(result.body, view)
+                    if not n:
+                        break
+                    out = outs[which]
+                    piece = memoryview(out)[: decryptor.update_into(view[:n], out)]
+                    if skip:
+                        cut = min(skip, len(piece))
+                        piece, skip = piece[cut:], skip - cut
+                    piece = piece[:remaining]
+                    if len(piece):
+                        remaining -= len(piece)
+                        if held is not None:
+                            yield held
+                        held, which = piece, which ^ 1
+                tail = memoryview(decryptor.finalize())[skip:]
+            tail = tail[:remaining]
+            remaining -= len(tail)
+            if remaining:
+                raise DecryptionError()
+            if held is not None:
+                yield held
+            if len(tail):
+                yield tail
+
+    def _take_buffers(self, shape: tuple[int, int]) -> tuple[bytearray, bytearray, bytearray]:
+        """A read buffer and two output buffers of ``shape``, reused from earlier reads when there are any:
+        allocating (and zeroing) megabytes per read costs more than decrypting a small object."""
+        with self._lock:
+            free = self._free_buffers.get(shape)
+            if free:
+                return free.pop()
+        read_size, out_size = shape
+        return bytearray(read_size), bytearray(out_size), bytearray(out_size)
+
+    @contextlib.contextmanager
+    def _returning(
+        self, shape: tuple[int, int], buffers: tuple[bytearray, bytearray, bytearray]
+    ) -> Iterator[None]:
+        """Give ``buffers`` back for reuse when the read ends (a few sets per shape are kept)."""
+        try:
+            yield
+        finally:
+            with self._lock:
+                free = self._free_buffers.setdefault(shape, [])
+                if len(free) < 2 * self.config.max_concurrency + 2:
+                    free.append(buffers)
 
     def get(
         self,
