@@ -10,6 +10,7 @@ import importlib
 import json
 import os
 import sys
+import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
@@ -545,7 +546,7 @@ def _migration_table(summary: Any) -> str:
 def _run_migration(src: str, dst: str, *, as_json: bool, progress: bool, cache: Any, **options: Any) -> None:
     from cse.migrate import migrate
 
-    state: dict[str, Any] = {"bar": None, "shown": 0}
+    state: dict[str, Any] = {"bar": None, "shown": 0, "started": time.monotonic()}
     show = progress and sys.stderr.isatty() and not options.get("dry_run")
 
     def report(objects: int, total_objects: int, size: int, total_size: int) -> None:
@@ -558,7 +559,8 @@ def _run_migration(src: str, dst: str, *, as_json: bool, progress: bool, cache: 
             )
             bar.__enter__()
             state["bar"] = bar
-        bar.label = f"{objects}/{total_objects} objects"
+        elapsed = max(1e-6, time.monotonic() - state["started"])
+        bar.label = f"{objects}/{total_objects} objects, {size / elapsed / 2**20:.1f} MiB/s"
         bar.update(size - state["shown"])
         state["shown"] = size
 

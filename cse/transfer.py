@@ -233,6 +233,10 @@ def upload_file_in_parts(
                 plan = _plan_from_checkpoint(client, store, key, fmt, saved, stat)
             if plan is None:
                 plan = _plan_from_listing(client, store, key, fmt, size)
+            if plan is None and saved is not None and saved.get("url") == store.url(key):
+                # The checkpoint's upload cannot be continued (other format, or gone): leave nothing behind.
+                with contextlib.suppress(CseError):
+                    store.abort_multipart(key, str(saved.get("upload_id", "")))
         if plan is None:
             plan = _fresh_plan(client, store, key, fmt, context, size)
         state: dict[str, Any] = {

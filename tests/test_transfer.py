@@ -356,3 +356,23 @@ def test_put_rounds_ctr_parts_to_the_block(key_a: str) -> None:
     client.put((store, "o"), data)
     assert client.head((store, "o")).metadata["client-side-encryption-part-size"] == str(100 * KiB + 16)
     assert client.get((store, "o")) == data
+
+
+def test_a_checkpoint_that_cannot_be_continued_leaves_no_upload(tmp_path: Path, key_a: str) -> None:
+    """A checkpoint of an oss-v2 upload, then the same file in cse-v1: the old upload is aborted, not left
+    behind, and the new upload completes."""
+    path, data = _file(tmp_path, 1 * MiB)
+    checkpoint = tmp_path / "upload.ckpt"
+    store = FailingStore({8})
+    with pytest.raises(StoreError):
+        EncryptionClient(key_a, format="oss-v2", config=CONFIG).upload_file(
+            path, (store, "o"), checkpoint=checkpoint
+        )
+    [old] = store.list_multipart_uploads()
+    store.fail_parts.clear()
+    EncryptionClient(key_a, format="cse-v1", config=CONFIG).upload_file(
+        path, (store, "o"), checkpoint=checkpoint
+    )
+    assert store.list_multipart_uploads() == []
+    assert EncryptionClient(key_a).get((store, "o")) == data
+    assert old.upload_id
