@@ -37,7 +37,7 @@ from cse.exceptions import (
 from cse.formats.base import Format
 from cse.providers import KeyProvider, KeyRequest
 from cse.ranges import ByteRange, parse_range, resolve_range
-from cse.stores.base import ObjectInfo, PartInfo, Store
+from cse.stores.base import GetResult, ObjectInfo, PartInfo, Store
 
 __all__ = [
     "DecryptingReader",
@@ -181,13 +181,21 @@ class _Decrypted:
     """An opened encrypted object: store, key, info, envelope, content material and codec."""
 
     def __init__(
-        self, store: Store, key: str, info: ObjectInfo, envelope: Envelope, material: ContentMaterial
+        self,
+        store: Store,
+        key: str,
+        info: ObjectInfo,
+        envelope: Envelope,
+        material: ContentMaterial,
+        prefetched: GetResult | None = None,
     ) -> None:
         self.store = store
         self.key = key
         self.info = info
         self.envelope = envelope
         self.material = material
+        #: The whole object's GET, when it was made to read the metadata (one request instead of two).
+        self.prefetched = prefetched
         self.codec: ContentCodec = codec_for(envelope.content_algorithm)
         self.size = self.codec.plaintext_length(envelope, info.size)
         if envelope.plaintext_length is not None and envelope.plaintext_length != self.size:
@@ -206,6 +214,17 @@ class _Decrypted:
                 f"{store.url(key)}: its multipart data size is {envelope.data_size} bytes, but the stored "
                 f"body holds {self.size}; the object was truncated or extended after it was written"
             )
+
+    def take_prefetched(self) -> GetResult | None:
+        """The prefetched whole-object GET, once (None afterwards, or if there was none)."""
+        result, self.prefetched = self.prefetched, None
+        return result
+
+    def close(self) -> None:
+        """Release a prefetched GET that was not read."""
+        result = self.take_prefetched()
+        if result is not None:
+            result.body.close()
 
 
 def detect_format(
@@ -238,6 +257,11 @@ def detect_format(
 
 def _read_envelope(store: Store, key: str, allow_legacy: bool) -> tuple[ObjectInfo, Format, Envelope]:
     info = store.head(key)
+    fmt, envelope = _envelope_of(store, key, info, allow_legacy)
+    return info, fmt, envelope
+
+
+def _envelope_of(store: Store, key: str, info: ObjectInfo, allow_legacy: bool) -> tuple[Format, Envelope]:
     fmt = detect_format(info.metadata, store.url(key), allow_legacy=allow_legacy)
     envelope = fmt.decode(info.metadata)
     legacy = [
@@ -248,7 +272,7 @@ def _read_envelope(store: Store, key: str, allow_legacy: bool) -> tuple[ObjectIn
             f"{store.url(key)}: its key is wrapped with the deprecated {legacy[0]}; pass allow_legacy=True "
             "(--allow-legacy) to read it, and re-encrypt it (cse cp) to move it off that wrapping"
         )
-    return info, fmt, envelope
+    return fmt, envelope
 
 
 def _full_format_name(name: str, store: Store) -> str:
@@ -435,9 +459,33 @@ class EncryptionClient:
             )
         raise DecryptionError()
 
-    def _open(self, ref: ObjectRef, expected_context: Mapping[str, str] | None = None) -> _Decrypted:
+    def _open(
+        self, ref: ObjectRef, expected_context: Mapping[str, str] | None = None, *, whole: bool = False
+    ) -> _Decrypted:
+        """Read the envelope and unwrap the key. ``whole``: the caller reads the whole object, so one GET
+        serves both the metadata and (later, in :meth:`_stream`) the body, instead of a HEAD and a GET."""
         store, key = self.resolve(ref)
-        info, fmt, envelope = _read_envelope(store, key, self.allow_legacy)
+        if not whole:
+            info, fmt, envelope = _read_envelope(store, key, self.allow_legacy)
+            return self._opened(store, key, info, fmt, envelope, expected_context, None)
+        result = store.get(key)
+        try:
+            fmt, envelope = _envelope_of(store, key, result.info, self.allow_legacy)
+            return self._opened(store, key, result.info, fmt, envelope, expected_context, result)
+        except BaseException:
+            result.body.close()
+            raise
+
+    def _opened(
+        self,
+        store: Store,
+        key: str,
+        info: ObjectInfo,
+        fmt: Format,
+        envelope: Envelope,
+        expected_context: Mapping[str, str] | None,
+        prefetched: GetResult | None,
+    ) -> _Decrypted:
         if expected_context is not None:
             _check_context(fmt, envelope, expected_context, store.url(key))
         if (
@@ -451,7 +499,7 @@ class EncryptionClient:
                 "commitment_policy=REQUIRE_ENCRYPT_ALLOW_DECRYPT "
                 "(--commitment-policy require-encrypt-allow-decrypt) to read it"
             )
-        return _Decrypted(store, key, info, envelope, self.unwrap(envelope))
+        return _Decrypted(store, key, info, envelope, self.unwrap(envelope), prefetched)
 
     def _context(self, encryption_context: Mapping[str, str] | None) -> dict[str, str]:
         context = {**self.encryption_context, **(encryption_context or {})}
@@ -820,10 +868,14 @@ class EncryptionClient:
             which = 0
             held: memoryview | None = None
             remaining = length
+            prefetched = obj.take_prefetched()
+            if prefetched is not None and (obj.info.size == 0 or not whole):
+                prefetched.body.close()
+                prefetched = None
             fetched: Any = (
                 contextlib.nullcontext(None)
                 if obj.info.size == 0
-                else obj.store.get(obj.key, ct_start, ct_end)
+                else prefetched or obj.store.get(obj.key, ct_start, ct_end)
             )
             with fetched as result:
                 view = memoryview(buffers[0])
@@ -891,14 +943,19 @@ class EncryptionClient:
         it, or :class:`~cse.exceptions.EncryptionContextMismatchError` is raised; the same holds for
         ``iter_chunks``, ``open`` and ``download_file``.
         """
-        obj = self._open(ref, encryption_context)
-        start, end = self._range(obj, range)
-        if obj.codec.authentication == "object" and (start, end) == (0, obj.size - 1):
-            self._check_buffer_cap(obj)
-        buf = io.BytesIO()
-        for piece in self._stream(obj, start, end):
-            buf.write(piece)
-        return buf.getvalue()
+        obj = self._open(ref, encryption_context, whole=range is None)
+        try:
+            start, end = self._range(obj, range)
+            if obj.codec.authentication == "object" and (start, end) == (0, obj.size - 1):
+                self._check_buffer_cap(obj)
+            out = bytearray(max(0, end - start + 1))
+            pos = 0
+            for piece in self._stream(obj, start, end):
+                out[pos : pos + len(piece)] = piece
+                pos += len(piece)
+            return bytes(out)
+        finally:
+            obj.close()
 
     def _check_buffer_cap(self, obj: _Decrypted) -> None:
         cap = self.config.max_authenticated_buffer
@@ -932,16 +989,19 @@ class EncryptionClient:
         the buffer cap), unless ``delayed_authentication`` is set: then they are yielded unverified and the
         tag is checked at the end (raising :class:`~cse.exceptions.DecryptionError` there).
         """
-        obj = self._open(ref, encryption_context)
-        start, end = self._range(obj, range)
-        whole_only = obj.codec.authentication == "object" and (start, end) == (0, obj.size - 1)
-        if whole_only and not self.delayed_authentication:
-            self._check_buffer_cap(obj)
-            held = [bytes(p) for p in self._stream(obj, start, end)]
-            yield from held
-            return
-        for piece in self._stream(obj, start, end):
-            yield bytes(piece)
+        obj = self._open(ref, encryption_context, whole=range is None)
+        try:
+            start, end = self._range(obj, range)
+            whole_only = obj.codec.authentication == "object" and (start, end) == (0, obj.size - 1)
+            if whole_only and not self.delayed_authentication:
+                self._check_buffer_cap(obj)
+                held = [bytes(p) for p in self._stream(obj, start, end)]
+                yield from held
+                return
+            for piece in self._stream(obj, start, end):
+                yield bytes(piece)
+        finally:
+            obj.close()
 
     def open(
         self, ref: ObjectRef, *, encryption_context: Mapping[str, str] | None = None
@@ -974,16 +1034,21 @@ class EncryptionClient:
         parallel, into ``PATH.cse-partial``, and a failed or killed download continues where it stopped
         when run again, if the object did not change (see :mod:`cse.transfer`).
         """
-        obj = self._open(ref, encryption_context)
         target = Path(path)
         if checkpoint is not None:
             return transfer.download_file_in_parts(
-                self, obj, target, checkpoint=Path(checkpoint), callback=callback
+                self,
+                self._open(ref, encryption_context),
+                target,
+                checkpoint=Path(checkpoint),
+                callback=callback,
             )
         directory = target.parent if str(target.parent) else Path(".")
+        obj = self._open(ref, encryption_context, whole=True)
         try:
             fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".cse-partial", dir=directory)
         except OSError as exc:
+            obj.close()
             raise ConfigurationError(f"cannot write into {directory}: {exc.strerror or exc}") from None
         try:
             with os.fdopen(fd, "wb") as fh:
@@ -998,6 +1063,8 @@ class EncryptionClient:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
             raise
+        finally:
+            obj.close()
         return HeadResult(
             obj.store.url(obj.key),
             obj.size,
@@ -1107,7 +1174,7 @@ class EncryptionClient:
             if callback is not None:
                 callback(head.size)
             return result
-        obj = self._open((src_store, src_key))
+        obj = self._open((src_store, src_key), whole=True)
         writer = (
             self
             if not to_keys
@@ -1120,14 +1187,17 @@ class EncryptionClient:
             )
         )
         stream = _IterReader(self._stream(obj, 0, obj.size - 1))
-        return writer.put(
-            (dst_store, dst_key),
-            stream,
-            format=format,
-            content_length=obj.size,
-            encryption_context=obj.envelope.encryption_context,
-            callback=callback,
-        )
+        try:
+            return writer.put(
+                (dst_store, dst_key),
+                stream,
+                format=format,
+                content_length=obj.size,
+                encryption_context=obj.envelope.encryption_context,
+                callback=callback,
+            )
+        finally:
+            obj.close()
 
     def close(self) -> None:
         """Close the stores this client opened."""

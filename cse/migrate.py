@@ -431,8 +431,11 @@ def _abort_leftovers(store: Store, key: str, before: float) -> None:
 
 
 def _verify(writer: EncryptionClient, dst_store: Store, dst_key: str, expected: str) -> bool:
-    obj = writer._open((dst_store, dst_key))
-    got = _plaintext_sha256(writer, obj)
+    obj = writer._open((dst_store, dst_key), whole=True)
+    try:
+        got = _plaintext_sha256(writer, obj)
+    finally:
+        obj.close()
     if got != expected:
         raise CseError(
             f"verification failed: the plaintext of {dst_store.url(dst_key)} is not the source's "
@@ -449,18 +452,21 @@ def _native(
     plan: _Plan,
     verify: bool,
 ) -> tuple[ObjectOutcome, str]:
-    obj = reader._open((src_store, plan.info.key))
+    obj = reader._open((src_store, plan.info.key), whole=True)
     src_fmt = registry.get_format(obj.envelope.format)
     context = {
         k: v for k, v in obj.envelope.encryption_context.items() if k not in src_fmt.reserved_context_keys
     }
     hashing = _Hashing(reader._stream(obj, 0, obj.size - 1))
-    result = writer.put(
-        (dst_store, plan.dst_key),
-        _IterReader(iter(hashing)),
-        content_length=obj.size,
-        encryption_context=context,
-    )
+    try:
+        result = writer.put(
+            (dst_store, plan.dst_key),
+            _IterReader(iter(hashing)),
+            content_length=obj.size,
+            encryption_context=context,
+        )
+    finally:
+        obj.close()
     sha = hashing.digest.hexdigest()
     verified = _verify(writer, dst_store, plan.dst_key, sha) if verify else None
     outcome = ObjectOutcome(
