@@ -55,6 +55,9 @@ ObjectRef = str | tuple[Store, str]
 Body = bytes | bytearray | memoryview | IO[bytes] | Iterable[bytes]
 """What ``put`` accepts: bytes, a binary file object, or an iterator of byte chunks."""
 
+#: Read buffers at least this large are kept for reuse (at most ``2 * max_concurrency + 2`` sets in all).
+_POOLED_READ_SIZE = 256 * 1024
+
 Callback = Callable[[int], None]
 """Progress callback: called with the number of plaintext bytes just transferred (as boto3's ``Callback``)."""
 
@@ -922,10 +925,11 @@ class EncryptionClient:
         try:
             yield
         finally:
-            with self._lock:
-                free = self._free_buffers.setdefault(shape, [])
-                if len(free) < 2 * self.config.max_concurrency + 2:
-                    free.append(buffers)
+            if shape[0] >= _POOLED_READ_SIZE:  # small buffers are cheap; pooling them would only hoard memory
+                with self._lock:
+                    kept = sum(len(sets) for sets in self._free_buffers.values())
+                    if kept < 2 * self.config.max_concurrency + 2:
+                        self._free_buffers.setdefault(shape, []).append(buffers)
 
     def get(
         self,

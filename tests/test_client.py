@@ -426,3 +426,30 @@ def test_an_expected_encryption_context_must_match(key_a: str, tmp_path: Path) -
     assert not (tmp_path / "out").exists()
     with pytest.raises(EncryptionContextMismatchError):
         client.open((store, "k"), encryption_context={"tenant": "t2"})
+
+
+def test_concurrent_reads_reusing_buffers_return_the_right_bytes(key_a: str) -> None:
+    """Reads reuse their (1 MiB) buffers once they end: concurrent gets, iter_chunks and open() on one client
+    never see each other's bytes."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    store = MemoryStore()
+    client = EncryptionClient(key_a, format="oss-v2")
+    objects = {f"k{i}": os.urandom(1_500_000 + i) for i in range(6)}
+    for key, value in objects.items():
+        client.put((store, key), value)
+
+    def read(i: int) -> bool:
+        key = f"k{i % 6}"
+        if i % 3 == 0:
+            got = client.get((store, key))
+        elif i % 3 == 1:
+            got = b"".join(client.iter_chunks((store, key)))
+        else:
+            with client.open((store, key)) as fh:
+                got = fh.read()
+        return got == objects[key]
+
+    with ThreadPoolExecutor(8) as pool:
+        assert all(pool.map(read, range(120)))
+    assert sum(len(sets) for sets in client._free_buffers.values()) <= 2 * client.config.max_concurrency + 2
