@@ -91,7 +91,8 @@ def docs(session: nox.Session) -> None:
 
 @nox.session(python=False)
 def bench(session: nox.Session) -> None:
-    """Throughput, start-up and KMS-call benchmarks against the peers (see docs/performance.md); about 4
-    minutes. ``CSE_BENCH_MEMORY=1`` (or ``-- --memory``) adds the 1 GiB peak-RSS jobs (about 4 more)."""
+    """Every benchmark of docs/performance.md: throughput, the official clients, end to end, the 1 GiB
+    peak-RSS jobs, KMS calls and start-up; about 8 minutes. Arguments after ``--`` replace the default
+    ``--memory`` (``nox -s bench -- --only peers,startup`` for a quick look)."""
     _sync(session)
-    _run(session, "python", "benchmarks/bench.py", *session.posargs)
+    _run(session, "python", "benchmarks/bench.py", *(session.posargs or ["--memory"]))
