@@ -26,6 +26,7 @@ from cse.exceptions import ConfigurationError, InvalidRangeError, StoreError
 
 __all__ = [
     "BufferReader",
+    "ResponseBody",
     "GetResult",
     "ObjectInfo",
     "PartInfo",
@@ -238,6 +239,44 @@ class BufferReader(io.RawIOBase):
         data = bytes(self._view[self._pos : end])
         self._pos = max(self._pos, end)
         return data
+
+
+class ResponseBody(io.RawIOBase):
+    """The body of a store's GET response as a raw stream (``read``, ``readinto``, ``readall``), for store
+    implementations: subclasses implement :meth:`_read` (mapping their SDK's errors to
+    :class:`~cse.exceptions.StoreError`) and :meth:`_release`."""
+
+    def _read(self, size: int) -> bytes:
+        """Up to ``size`` bytes (all that is left if ``size`` is negative); ``b""`` at the end."""
+        raise NotImplementedError
+
+    def _release(self) -> None:
+        """Give the connection back (called once, by :meth:`close`)."""
+
+    def readable(self) -> bool:
+        """Always true."""
+        return True
+
+    def read(self, size: int | None = -1) -> bytes:
+        """Up to ``size`` bytes (all that is left if negative or None)."""
+        return self._read(-1 if size is None else size)
+
+    def readall(self) -> bytes:
+        """All that is left."""
+        return self._read(-1)
+
+    def readinto(self, buffer: Any) -> int:
+        """Read into ``buffer``; 0 at the end."""
+        view = memoryview(buffer).cast("B")
+        data = self._read(len(view))
+        view[: len(data)] = data
+        return len(data)
+
+    def close(self) -> None:
+        """Release the connection."""
+        if not self.closed:
+            self._release()
+        super().close()
 
 
 def clean_metadata(metadata: Mapping[str, str]) -> dict[str, str]:

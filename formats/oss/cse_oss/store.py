@@ -42,7 +42,6 @@ from __future__ import annotations
 
 import builtins
 import contextlib
-import io
 import logging
 import os
 import re
@@ -68,6 +67,7 @@ from cse.stores.base import (
     GetResult,
     ObjectInfo,
     PartInfo,
+    ResponseBody,
     Store,
     UploadInfo,
     clean_metadata,
@@ -209,8 +209,8 @@ def _crc_header(headers: Mapping[str, str]) -> int | None:
     return int(raw) if raw is not None and str(raw).isdigit() else None
 
 
-class _Body(io.RawIOBase):
-    """The body of a GetObject as a raw stream, CRC-64 checked when the whole object is read.
+class _Body(ResponseBody):
+    """The body of a GetObject, CRC-64 checked when the whole object is read.
 
     ``expected_crc`` is checked the moment the last of ``length`` bytes is read, before it is returned.
     """
@@ -224,16 +224,16 @@ class _Body(io.RawIOBase):
         self._expected = expected_crc
         self._crc = 0
 
-    def readable(self) -> bool:
-        """Always true."""
-        return True
-
-    def _take(self, size: int) -> bytes:
+    def _read(self, size: int) -> bytes:
+        if size < 0:  # all that is left, in pieces, each checked as it comes
+            parts = []
+            while chunk := self._read(8 * MiB):
+                parts.append(chunk)
+            return b"".join(parts)
         if self._left <= 0:
             return b""
-        want = self._left if size < 0 else min(size, self._left)
         try:
-            data = self._raw.read(want, decode_content=False)
+            data = self._raw.read(min(size, self._left), decode_content=False)
         except Exception as exc:  # urllib3 and socket errors: the transfer broke
             raise StoreError(f"reading {self._url} failed: {exc}") from exc
         if not data:
@@ -247,35 +247,14 @@ class _Body(io.RawIOBase):
             if self._left == 0 and self._crc != self._expected:
                 raise StoreError(
                     f"{self._url} was corrupted in transit: the CRC-64 of the bytes received "
-                    f"({self._crc}) is "
-                    f"not the server's x-oss-hash-crc64ecma ({self._expected}); read it again"
+                    f"({self._crc}) is not the server's x-oss-hash-crc64ecma ({self._expected}); "
+                    "read it again"
                 )
         return bytes(data)
 
-    def read(self, size: int | None = -1) -> bytes:
-        """Up to ``size`` bytes (all that is left if negative)."""
-        return self._take(-1 if size is None else size)
-
-    def readall(self) -> bytes:
-        """All that is left."""
-        parts = []
-        while chunk := self._take(8 * MiB):
-            parts.append(chunk)
-        return b"".join(parts)
-
-    def readinto(self, buffer: Any) -> int:
-        """Read into ``buffer``; 0 at the end."""
-        view = memoryview(buffer).cast("B")
-        data = self._take(len(view))
-        view[: len(data)] = data
-        return len(data)
-
-    def close(self) -> None:
-        """Release the connection."""
-        if not self.closed:
-            with contextlib.suppress(Exception):
-                self._result.close()
-        super().close()
+    def _release(self) -> None:
+        with contextlib.suppress(Exception):
+            self._result.close()
 
 
 class OssStore(Store):

@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import builtins
 import contextlib
-import io
 import os
 import re
 import threading
@@ -66,6 +65,7 @@ from cse.stores.base import (
     GetResult,
     ObjectInfo,
     PartInfo,
+    ResponseBody,
     Store,
     UploadInfo,
     clean_metadata,
@@ -148,42 +148,23 @@ def _body(data: bytes | bytearray | memoryview) -> BufferReader:
     return BufferReader(data)
 
 
-class _Body(io.RawIOBase):
-    """A botocore StreamingBody as a raw stream (``read`` and ``readinto``), errors mapped to StoreError."""
+class _Body(ResponseBody):
+    """A botocore StreamingBody, errors mapped to StoreError."""
 
     def __init__(self, stream: Any, url: str) -> None:
         super().__init__()
         self._stream = stream
         self._url = url
 
-    def readable(self) -> bool:
-        """Always true."""
-        return True
-
-    def read(self, size: int | None = -1) -> bytes:
-        """Up to ``size`` bytes (all that is left if negative)."""
+    def _read(self, size: int) -> bytes:
         try:
-            data = self._stream.read(None if size is None or size < 0 else size)
+            data = self._stream.read(None if size < 0 else size)
         except (BotoCoreError, OSError, ValueError) as exc:
             raise StoreError(f"reading {self._url} failed: {exc}") from exc
         return bytes(data)
 
-    def readall(self) -> bytes:
-        """All that is left."""
-        return self.read(-1)
-
-    def readinto(self, buffer: Any) -> int:
-        """Read into ``buffer``; 0 at the end."""
-        view = memoryview(buffer).cast("B")
-        data = self.read(len(view))
-        view[: len(data)] = data
-        return len(data)
-
-    def close(self) -> None:
-        """Release the connection."""
-        if not self.closed:
-            self._stream.close()
-        super().close()
+    def _release(self) -> None:
+        self._stream.close()
 
 
 @dataclass(frozen=True)
