@@ -952,12 +952,12 @@ class EncryptionClient:
             start, end = self._range(obj, range)
             if obj.codec.authentication == "object" and (start, end) == (0, obj.size - 1):
                 self._check_buffer_cap(obj)
-            out = bytearray(max(0, end - start + 1))
-            pos = 0
+            # BytesIO grows by realloc (mremap for large buffers) and getvalue() hands its buffer over without
+            # a copy: one pass over the plaintext, where a preallocated bytearray needs bytes(out) as well.
+            buf = io.BytesIO()
             for piece in self._stream(obj, start, end):
-                out[pos : pos + len(piece)] = piece
-                pos += len(piece)
-            return bytes(out)
+                buf.write(piece)
+            return buf.getvalue()
         finally:
             obj.close()
 
