@@ -47,7 +47,7 @@ import os
 import re
 import threading
 import xml.etree.ElementTree as ET
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 from typing import Any, BinaryIO, ClassVar, NoReturn, cast
@@ -357,13 +357,41 @@ class OssStore(Store):
         bodies in its own CRC adapter (``enable_crc=True``), which reads only streams and bytes."""
         return BufferReader(view) if getattr(self.bucket, "enable_crc", False) else view
 
-    def _checked_crc(self, action: str, key: str, view: memoryview, result: Any) -> int:
+    def _crc_while_sending(self, view: memoryview) -> Callable[[], int | None]:
+        """Start the CRC-64 of ``view`` beside the request (the socket send waits on the server, and the
+        CRC runs meanwhile on the other core); the returned callable gives it. None when oss2 checks the
+        upload itself (``enable_crc``)."""
+        if getattr(self.bucket, "enable_crc", False):
+            return lambda: None
+        if len(view) < MiB:
+            value = crc64(view)
+            return lambda: value
+        box: list[int] = []
+
+        def run() -> None:
+            # In pieces: crcmod holds the GIL, and the sending thread needs it between its socket writes.
+            value = 0
+            for at in range(0, len(view), 256 * KiB):
+                value = crc64(view[at : at + 256 * KiB], value)
+            box.append(value)
+
+        worker = threading.Thread(target=run, name="cse-oss-crc", daemon=True)
+        worker.start()
+
+        def result() -> int:
+            worker.join()
+            return box[0] if box else crc64(view)
+
+        return result
+
+    def _checked_crc(self, action: str, key: str, sent: int | None, result: Any) -> int:
         """The CRC-64 of the bytes sent, checked against the server's. A bucket with ``enable_crc`` has
-        had oss2 make the same check already (a mismatch raised), so its answer is not computed again."""
+        had oss2 make the same check already (a mismatch raised): its verified answer is taken."""
         server = getattr(result, "crc", None)
-        if server is not None and getattr(self.bucket, "enable_crc", False):
+        if sent is None:
+            if server is None:
+                raise StoreError(f"{action} {self.url(key)}: OSS answered without x-oss-hash-crc64ecma")
             return int(server)
-        sent = crc64(view)
         if server is not None and int(server) != sent:
             raise StoreError(
                 f"{action} {self.url(key)}: the server's CRC-64 ({server}) is not that of the bytes sent "
@@ -379,8 +407,9 @@ class OssStore(Store):
         _check_key(key)
         headers = _meta_headers(metadata)
         view = memoryview(data).cast("B")
+        crc = self._crc_while_sending(view)
         result = self._call("put", key, "put_object", key, self._body(view), headers=headers)
-        self._checked_crc("put", key, view, result)
+        self._checked_crc("put", key, crc(), result)
         return ObjectInfo(key, len(view), _etag(result.etag), _user_metadata(headers))
 
     def get(self, key: str, start: int = 0, end: int | None = None) -> GetResult:
@@ -522,6 +551,7 @@ class OssStore(Store):
         if not isinstance(part_number, int) or not 1 <= part_number <= self.max_parts:
             raise ConfigurationError(f"part numbers run from 1 to {self.max_parts}, not {part_number}")
         view = memoryview(data).cast("B")
+        sent = self._crc_while_sending(view)
         result = self._call(
             "upload_part",
             key,
@@ -533,7 +563,7 @@ class OssStore(Store):
             headers=_meta_headers(headers or {}),
             upload_id=upload_id,
         )
-        crc = self._checked_crc(f"upload part {part_number} of", key, view, result)
+        crc = self._checked_crc(f"upload part {part_number} of", key, sent(), result)
         with self._lock:
             self._crcs.setdefault(upload_id, {})[part_number] = (crc, len(view))
         return PartInfo(part_number, _etag(result.etag), len(view))
