@@ -574,24 +574,6 @@ def _run_migration(src: str, dst: str, *, as_json: bool, progress: bool, cache: 
         sys.exit(1)
 
 
-cache_options = [
-    click.option(
-        "--cache-max-age", type=click.FloatRange(min=0, min_open=True), help="Data-key cache: seconds."
-    ),
-    click.option("--cache-max-objects", type=click.IntRange(min=1), help="Data-key cache: objects per key."),
-    click.option("--cache-max-bytes", type=click.IntRange(min=1), help="Data-key cache: bytes per key."),
-]
-
-
-def _with(options: Sequence[Callable[[F], F]]) -> Callable[[F], F]:
-    def apply(fn: F) -> F:
-        for option in reversed(options):
-            fn = option(fn)
-        return fn
-
-    return apply
-
-
 @main.command()
 @click.argument("src")
 @click.argument("dst")
@@ -609,7 +591,9 @@ def _with(options: Sequence[Callable[[F], F]]) -> Callable[[F], F]:
     "--allow-cse-only", is_flag=True, help="rewrap: allow results only cse reads (another cloud's format)."
 )
 @legacy_option
-@_with(cache_options)
+@click.option("--cache-max-age", type=click.FloatRange(min=0, min_open=True), help="Data-key cache: seconds.")
+@click.option("--cache-max-objects", type=click.IntRange(min=1), help="Data-key cache: objects per key.")
+@click.option("--cache-max-bytes", type=click.IntRange(min=1), help="Data-key cache: bytes per key.")
 @json_option
 @progress_option
 @_handle_errors

@@ -228,10 +228,7 @@ def _kms_counts(providers: Sequence[KeyProvider]) -> dict[str, int]:
         if id(provider) in seen:
             continue
         seen.add(id(provider))
-        counts = getattr(provider, "call_counts", None)
-        if counts is None:
-            continue
-        for name, n in dict(counts()).items():
+        for name, n in provider.call_counts().items():
             total[name] = total.get(name, 0) + int(n)
     return total
 

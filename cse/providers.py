@@ -12,6 +12,7 @@ OAEP-SHA256 for cse-v1. Providers must be thread-safe.
 from __future__ import annotations
 
 import os
+import threading
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -20,6 +21,10 @@ from typing import ClassVar
 from cse.envelope import WrappedKey
 
 __all__ = ["DataKey", "KeyProvider", "KeyRequest"]
+
+
+#: Guards every provider's call counts (increments are rare next to the requests they count).
+_COUNT_LOCK = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -117,5 +122,12 @@ class KeyProvider(ABC):
     def call_counts(self) -> dict[str, int]:
         """KMS requests this provider made, by operation name (``GenerateDataKey``, ``Encrypt``, ``Decrypt``
         ...), since it was created; for providers without a service, empty. A copy: later calls do not
-        change it."""
-        return {}
+        change it. Providers that call a service record each request with :meth:`_count_call`."""
+        with _COUNT_LOCK:
+            return dict(self.__dict__.get("_call_counts", {}))
+
+    def _count_call(self, operation: str) -> None:
+        """Record one request to the key service (for :meth:`call_counts`); thread-safe."""
+        with _COUNT_LOCK:
+            counts = self.__dict__.setdefault("_call_counts", {})
+            counts[operation] = counts.get(operation, 0) + 1

@@ -332,8 +332,6 @@ class AliyunKmsProvider(KeyProvider):
             raise ConfigurationError("the passphrase must be a non-empty string")
         self._passphrase = passphrase
         self._client_lock = threading.Lock()
-        self._counts: dict[str, int] = {}
-        self._counts_lock = threading.Lock()
 
     @classmethod
     def from_uri(cls, uri: str, *, client: Any = None) -> AliyunKmsProvider:
@@ -380,12 +378,6 @@ class AliyunKmsProvider(KeyProvider):
     def client(self) -> Any:
         """The ``AcsClient``: the injected one, or the one built on first use (built now if need be)."""
         return self._kms()
-
-    def call_counts(self) -> dict[str, int]:
-        """KMS requests this provider sent, by operation (``GenerateDataKey``, ``Encrypt``, ``Decrypt``),
-        since it was created; failed requests included, the SDK's own retries of a request not. A copy."""
-        with self._counts_lock:
-            return dict(self._counts)
 
     def describe(self) -> str:
         """A one-line, secret-free description: ``aliyun-kms://REGION/KEY``."""
@@ -472,8 +464,7 @@ class AliyunKmsProvider(KeyProvider):
         )
 
         client = self._kms()
-        with self._counts_lock:
-            self._counts[operation] = self._counts.get(operation, 0) + 1
+        self._count_call(operation)
         try:
             body = client.do_action_with_exception(request)
         except (ServerException, ClientException) as exc:

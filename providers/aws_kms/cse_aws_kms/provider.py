@@ -417,8 +417,6 @@ class AwsKmsProvider(KeyProvider):
             )
         self._max_attempts = max_attempts
         self._client_lock = threading.Lock()
-        self._counts: dict[str, int] = {}
-        self._counts_lock = threading.Lock()
 
     @classmethod
     def from_uri(cls, uri: str, *, client: Any = None) -> AwsKmsProvider:
@@ -480,12 +478,6 @@ class AwsKmsProvider(KeyProvider):
     def client(self) -> Any:
         """The boto3 KMS client: the injected one, or the one built on first use (built now if need be)."""
         return self._kms()
-
-    def call_counts(self) -> dict[str, int]:
-        """KMS requests this provider sent, by operation (``GenerateDataKey``, ``Encrypt``, ``Decrypt``),
-        since it was created; failed requests included, the SDK's own retries of a request not. A copy."""
-        with self._counts_lock:
-            return dict(self._counts)
 
     def describe(self) -> str:
         """A one-line, secret-free description: ``aws-kms://KEY (region R)``, plus discovery and legacy."""
@@ -566,8 +558,7 @@ class AwsKmsProvider(KeyProvider):
 
     def _call(self, operation: str, key_label: str, **params: Any) -> Mapping[str, Any]:
         client = self._kms()
-        with self._counts_lock:
-            self._counts[operation] = self._counts.get(operation, 0) + 1
+        self._count_call(operation)
         try:
             response: Mapping[str, Any] = getattr(client, _METHODS[operation])(**params)
         except Exception as exc:
