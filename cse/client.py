@@ -636,13 +636,15 @@ class EncryptionClient:
             callback(length)
         return PutResult(store.url(key), info.etag, length, len(ciphertext), envelope, 0)
 
-    def _part_size(self, store: Store, length: int | None) -> int:
+    def _part_size(self, store: Store, length: int | None, align: int = 1) -> int:
+        """The configured part size, raised to the store's minimum and to fit its part count, rounded up to
+        a multiple of ``align``."""
         size = max(self.config.part_size, store.min_part_size)
         if length is not None:
             # Keep within the store's part count, with a margin for per-segment tags.
             need = -(-(length + length // 64 + 1024) // store.max_parts)
             size = max(size, need)
-        return size
+        return -(-size // align) * align
 
     def _put_multipart(
         self,
@@ -657,11 +659,9 @@ class EncryptionClient:
     ) -> PutResult:
         cfg = self.config
         codec = codec_for(envelope.content_algorithm)
-        part_size = self._part_size(store, envelope.plaintext_length)
-        align = codec.part_alignment(envelope)
-        if align and codec.ciphertext_length(envelope, part_size) == part_size:
-            # A length-preserving cipher (CTR): parts start on a block (OSS V2 records a multiple of 16).
-            part_size = -(-part_size // align) * align
+        # A length-preserving cipher (CTR) starts its parts on a block (OSS V2 records a multiple of 16).
+        align = codec.part_alignment(envelope) if codec.ciphertext_length(envelope, 16) == 16 else 0
+        part_size = self._part_size(store, envelope.plaintext_length, align or 1)
         step = codec.plaintext_chunk(envelope, cfg.chunk_size)
         # Reads are cut to fill parts exactly, in multiples of the codec's unit (whole cse-v1 segments, so
         # they are sealed in place); a buffer holds a part plus what one read can add beyond it.

@@ -515,8 +515,9 @@ def _rewrap(
         metadata = {**own, **fmt.encode(envelope)}
         src_store.copy(plan.info.key, plan.dst_key, metadata)
     else:
+        part = writer._part_size(dst_store, obj.info.size, 16)
         _stream_ciphertext(
-            src_store, plan.info.key, obj.info.size, dst_store, plan.dst_key, fmt, envelope, own, cfg
+            src_store, plan.info.key, obj.info.size, dst_store, plan.dst_key, fmt, envelope, own, cfg, part
         )
     verified = _verify(writer, dst_store, plan.dst_key, sha) if verify else None
     outcome = ObjectOutcome(
@@ -535,8 +536,10 @@ def _stream_ciphertext(
     envelope: Any,
     own: Mapping[str, str],
     cfg: TransferConfig,
+    part: int,
 ) -> None:
-    """Copy the stored bytes of ``src_key`` unchanged to another store, under new metadata."""
+    """Copy the stored bytes of ``src_key`` unchanged to another store, under new metadata, in parts of
+    ``part`` bytes above the multipart threshold."""
     if size <= cfg.multipart_threshold:
         envelope = envelope.model_copy(update={"data_size": None, "part_size": None})
         data = src_store.read_all(src_key)
@@ -544,8 +547,6 @@ def _stream_ciphertext(
             raise CseError(f"{src_store.url(src_key)} changed while it was copied; run the migration again")
         dst_store.put(dst_key, data, {**own, **fmt.encode(envelope)})
         return
-    part = max(cfg.part_size, dst_store.min_part_size, -(-size // dst_store.max_parts))
-    part = -(-part // 16) * 16
     codec = codec_for(envelope.content_algorithm)
     if codec.ciphertext_length(envelope, 16) == 16:  # CTR: the recorded layout is the plaintext's
         envelope = envelope.model_copy(

@@ -98,9 +98,7 @@ def supports_parts(envelope: Envelope) -> bool:
 
 def part_size_for(client: EncryptionClient, store: Store, envelope: Envelope, size: int) -> int:
     """The plaintext part size: the configured one, large enough for the store, on the codec's boundary."""
-    align = codec_for(envelope.content_algorithm).part_alignment(envelope)
-    want = max(client.config.part_size, store.min_part_size, -(-size // store.max_parts))
-    return -(-want // align) * align
+    return client._part_size(store, size, codec_for(envelope.content_algorithm).part_alignment(envelope))
 
 
 @dataclass
