@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import queue
 import tempfile
 import threading
 import time
@@ -41,6 +42,7 @@ from cse.stores.base import GetResult, ObjectInfo, PartInfo, Store
 
 __all__ = [
     "DecryptingReader",
+    "EncryptingWriter",
     "EncryptionClient",
     "HeadResult",
     "ObjectRef",
@@ -52,7 +54,7 @@ __all__ = [
 ObjectRef = str | tuple[Store, str]
 """An object: a URL, or a ``(store, key)`` pair."""
 
-Body = bytes | bytearray | memoryview | IO[bytes] | Iterable[bytes]
+Body = bytes | bytearray | memoryview | IO[bytes] | Iterable[bytes | bytearray | memoryview]
 """What ``put`` accepts: bytes, a binary file object, or an iterator of byte chunks."""
 
 #: Read buffers at least this large are kept for reuse (at most ``2 * max_concurrency + 2`` sets in all).
@@ -105,7 +107,7 @@ class _Source:
     def __init__(self, body: Body) -> None:
         self._mem: memoryview | None = None
         self._file: IO[bytes] | None = None
-        self._iter: Iterator[bytes] | None = None
+        self._iter: Iterator[bytes | bytearray | memoryview] | None = None
         self._pending = memoryview(b"")
         self._pos = 0
         if isinstance(body, (bytes, bytearray, memoryview)):
@@ -1020,6 +1022,33 @@ class EncryptionClient:
         obj = self._open(ref, encryption_context)
         return DecryptingReader(self, obj)
 
+    def open_writer(
+        self,
+        ref: ObjectRef,
+        *,
+        encryption_context: Mapping[str, str] | None = None,
+        format: str | None = None,
+        content_length: int | None = None,
+    ) -> EncryptingWriter:
+        """A write-only, file-like object that encrypts what is written into ``ref``.
+
+        The bytes go through :meth:`put` (one request up to ``multipart_threshold``, else the multipart
+        upload) as they are written, in bounded memory: ``multipart_threshold`` to tell the two apart, the
+        multipart buffers (see :class:`~cse.config.TransferConfig`), and a few chunks in flight. The object
+        appears only when :meth:`EncryptingWriter.close` returns; :meth:`EncryptingWriter.abort`, or an
+        exception leaving a ``with`` block, aborts the upload and leaves nothing (no object, no unfinished
+        multipart upload). ``content_length``, if known, is recorded where the format has a field for it.
+        """
+        store, key = self.resolve(ref)
+        self._format(store, format)  # a bad format fails here, not in the background
+        return EncryptingWriter(
+            self,
+            (store, key),
+            encryption_context=encryption_context,
+            format=format,
+            content_length=content_length,
+        )
+
     def download_file(
         self,
         ref: ObjectRef,
@@ -1336,6 +1365,29 @@ class DecryptingReader(io.RawIOBase):
         self._pos += n
         return n
 
+    def read_at(self, offset: int, size: int) -> bytes:
+        """The verified plaintext bytes ``offset .. offset + size - 1`` (fewer only at the end), fetched by
+        one ranged get of just the segments that hold them; the position does not move. Thread-safe.
+
+        For objects authenticated only as a whole, the bytes come from the plaintext verified at open.
+        """
+        if offset < 0 or size < 0:
+            raise ValueError("read_at takes a non-negative offset and size")
+        if self.closed:
+            raise ValueError("I/O operation on a closed reader")
+        if not self._seekable:
+            raise io.UnsupportedOperation("this stream is not seekable (delayed authentication)")
+        end = min(offset + size, self._obj.size)
+        if end <= offset:
+            return b""
+        if self._buffer is not None:
+            with self._buffer.getbuffer() as view:
+                return bytes(view[offset:end])
+        out = io.BytesIO()
+        for piece in self._client._stream(self._obj, offset, end - 1):
+            out.write(piece)
+        return out.getvalue()
+
     def read(self, size: int | None = -1) -> bytes:
         """Read up to ``size`` bytes (all that is left if negative); fewer only at the end."""
         if size is None or size < 0:
@@ -1360,3 +1412,159 @@ class DecryptingReader(io.RawIOBase):
         self._stream = None
         self._buffer = None
         super().close()
+
+
+class _WriteAborted(Exception):
+    """Raised inside ``put`` (from the writer's chunk iterator) to abort the upload."""
+
+
+_END = object()
+_ABORT = object()
+
+
+class EncryptingWriter(io.RawIOBase):
+    """A write-only stream that encrypts into an object, from :meth:`EncryptionClient.open_writer`.
+
+    Written bytes are handed to :meth:`EncryptionClient.put` running in a background thread (so the one
+    multipart engine serves this writer too), through a queue of at most four chunks: ``write`` blocks while
+    the upload catches up. The object appears only when :meth:`close` returns. :meth:`abort` (also called
+    when an exception leaves a ``with`` block, and when the writer is garbage-collected unclosed) aborts the
+    upload: nothing is left. An upload error is raised by the next ``write`` or by ``close``.
+    """
+
+    def __init__(
+        self,
+        client: EncryptionClient,
+        ref: ObjectRef,
+        *,
+        encryption_context: Mapping[str, str] | None = None,
+        format: str | None = None,
+        content_length: int | None = None,
+    ) -> None:
+        """Start the upload of ``ref`` (use :meth:`EncryptionClient.open_writer`)."""
+        super().__init__()
+        self._client = client
+        self._ref = ref
+        self._chunk = client.config.chunk_size
+        self._queue: queue.Queue[object] = queue.Queue(maxsize=4)
+        self._written = 0
+        self._error: BaseException | None = None
+        self._done = threading.Event()
+        self._finished = False
+        #: What was stored, once :meth:`close` returned.
+        self.result: PutResult | None = None
+        self._thread = threading.Thread(
+            target=self._run,
+            args=(encryption_context, format, content_length),
+            name="cse-writer",
+            daemon=True,
+        )
+        self._thread.start()
+
+    def _chunks(self) -> Iterator[memoryview]:
+        while True:
+            item = self._queue.get()
+            if item is _END:
+                return
+            if item is _ABORT:
+                raise _WriteAborted()
+            assert isinstance(item, memoryview)
+            yield item
+
+    def _run(
+        self, encryption_context: Mapping[str, str] | None, format: str | None, content_length: int | None
+    ) -> None:
+        try:
+            self.result = self._client.put(
+                self._ref,
+                self._chunks(),
+                encryption_context=encryption_context,
+                format=format,
+                content_length=content_length,
+            )
+        except BaseException as exc:  # handed to the writing thread
+            self._error = exc
+        finally:
+            self._done.set()
+
+    def _send(self, item: object) -> None:
+        while True:
+            if self._done.is_set():
+                self._raise()
+                raise EncryptionError("the upload ended before the stream was closed")
+            try:
+                self._queue.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    def _raise(self) -> None:
+        error = self._error
+        if error is not None and not isinstance(error, _WriteAborted):
+            raise error
+
+    def writable(self) -> bool:
+        """Always true."""
+        return True
+
+    def tell(self) -> int:
+        """Plaintext bytes written so far."""
+        return self._written
+
+    def write(self, data: Any) -> int:
+        """Encrypt and send ``data`` (bytes-like); returns its length. Blocks while the upload catches up."""
+        if self.closed or self._finished:
+            raise ValueError("write to a closed writer")
+        view = memoryview(data).cast("B")
+        # bytes are immutable and can be sent as they are; other buffers are copied, as the caller may
+        # reuse them once write returns.
+        blob = data if isinstance(data, bytes) else view.tobytes()
+        whole = memoryview(blob)
+        for start in range(0, len(whole), self._chunk):
+            self._send(whole[start : start + self._chunk])
+        self._written += len(whole)
+        return len(whole)
+
+    def close(self) -> None:
+        """Finish the upload: the object exists once this returns. Raises the upload's error, if any."""
+        if self.closed:
+            return
+        try:
+            if not self._finished:
+                self._finished = True
+                self._send(_END)
+                self._thread.join()
+                self._raise()
+        finally:
+            super().close()
+
+    def abort(self) -> None:
+        """Abandon the upload: no object is written, and a multipart upload is aborted. Idempotent."""
+        if self.closed:
+            return
+        try:
+            if not self._finished:
+                self._finished = True
+                if not self._done.is_set():
+                    while True:
+                        try:
+                            self._queue.put(_ABORT, timeout=0.1)
+                            break
+                        except queue.Full:
+                            if self._done.is_set():
+                                break
+                self._thread.join()
+        finally:
+            super().close()
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        """Close on success; abort if an exception is leaving the block."""
+        if exc_type is not None:
+            self.abort()
+        else:
+            self.close()
+
+    def __del__(self) -> None:
+        # An unclosed writer is abandoned, never committed: its data may be incomplete.
+        with contextlib.suppress(Exception):
+            self.abort()

@@ -295,8 +295,10 @@ class FileStore(Store):
 
     def url(self, key: str) -> str:
         """``file:///root/key`` (percent-encoded); ``url("")`` is the root, ending in ``/``."""
-        base = Path(self.root).as_uri().rstrip("/")
-        return f"{base}/{quote(key, safe='/')}"
+        base = Path(self.root).as_uri()
+        if not base.endswith("/"):  # the root "/" is already "file:///"
+            base += "/"
+        return f"{base}{quote(key, safe='/')}"
 
     # ---------------------------------------------------------------------------------------- helpers
 
