@@ -181,6 +181,11 @@ class EncryptedFileSystem(ChainedFileSystem):  # type: ignore[misc]
         keys = len(self.client.keys) if self.client is not None else 0
         return f"EncryptedFileSystem({where}, {keys} key(s))"
 
+    @property
+    def fsid(self) -> str:
+        """An id of this filesystem's options: a hash (fsspec's token), never the key URIs themselves."""
+        return f"cse_{self._fs_token}"
+
     # ------------------------------------------------------------------------------------- paths
 
     @classmethod
@@ -541,7 +546,10 @@ class EncryptedFileSystem(ChainedFileSystem):  # type: ignore[misc]
             os.makedirs(lpath, exist_ok=True)
             return
         store, key, url = self._resolve(rpath)
-        self._need_client(url, store, key).download_file((store, key), lpath)
+        client = self._need_client(url, store, key)
+        parent = os.path.dirname(os.path.abspath(lpath))
+        os.makedirs(parent, exist_ok=True)
+        client.download_file((store, key), lpath)
 
     # ------------------------------------------------------------------------------ writing bytes
 
