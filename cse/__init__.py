@@ -13,6 +13,7 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "EncryptionClient": "cse.client",
     "DecryptingReader": "cse.client",
+    "EncryptingWriter": "cse.client",
     "HeadResult": "cse.client",
     "PutResult": "cse.client",
     "detect_format": "cse.client",
@@ -49,6 +50,7 @@ if TYPE_CHECKING:
     from cse.cache import DataKeyCache
     from cse.client import (
         DecryptingReader,
+        EncryptingWriter,
         EncryptionClient,
         HeadResult,
         PutResult,

@@ -1422,6 +1422,61 @@ _END = object()
 _ABORT = object()
 
 
+class _Upload:
+    """What an :class:`EncryptingWriter` shares with its upload thread. The thread holds this, not the
+    writer, so that an abandoned writer can be collected (and then aborts)."""
+
+    def __init__(self) -> None:
+        self.queue: queue.Queue[object] = queue.Queue(maxsize=4)
+        self.done = threading.Event()
+        self.error: BaseException | None = None
+        self.result: PutResult | None = None
+
+    def chunks(self) -> Iterator[memoryview]:
+        while True:
+            item = self.queue.get()
+            if item is _END:
+                return
+            if item is _ABORT:
+                raise _WriteAborted()
+            assert isinstance(item, memoryview)
+            yield item
+
+    def run(self, client: EncryptionClient, ref: ObjectRef, options: dict[str, Any]) -> None:
+        try:
+            self.result = client.put(ref, self.chunks(), **options)
+        except BaseException as exc:  # handed to the writing thread
+            self.error = exc
+        finally:
+            self.done.set()
+
+    def send(self, item: object) -> None:
+        """Queue ``item`` for the upload; raise the upload's error if it ended."""
+        while True:
+            if self.done.is_set():
+                self.raise_error()
+                raise EncryptionError("the upload ended before the stream was closed")
+            try:
+                self.queue.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    def abort(self) -> None:
+        """Tell the upload to abort (it aborts a multipart upload and stores nothing)."""
+        while not self.done.is_set():
+            try:
+                self.queue.put(_ABORT, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    def raise_error(self) -> None:
+        error = self.error
+        if error is not None and not isinstance(error, _WriteAborted):
+            raise error
+
+
 class EncryptingWriter(io.RawIOBase):
     """A write-only stream that encrypts into an object, from :meth:`EncryptionClient.open_writer`.
 
@@ -1443,65 +1498,24 @@ class EncryptingWriter(io.RawIOBase):
     ) -> None:
         """Start the upload of ``ref`` (use :meth:`EncryptionClient.open_writer`)."""
         super().__init__()
-        self._client = client
-        self._ref = ref
         self._chunk = client.config.chunk_size
-        self._queue: queue.Queue[object] = queue.Queue(maxsize=4)
         self._written = 0
-        self._error: BaseException | None = None
-        self._done = threading.Event()
         self._finished = False
-        #: What was stored, once :meth:`close` returned.
-        self.result: PutResult | None = None
+        self._upload = _Upload()
+        options = {
+            "encryption_context": encryption_context,
+            "format": format,
+            "content_length": content_length,
+        }
         self._thread = threading.Thread(
-            target=self._run,
-            args=(encryption_context, format, content_length),
-            name="cse-writer",
-            daemon=True,
+            target=self._upload.run, args=(client, ref, options), name="cse-writer", daemon=True
         )
         self._thread.start()
 
-    def _chunks(self) -> Iterator[memoryview]:
-        while True:
-            item = self._queue.get()
-            if item is _END:
-                return
-            if item is _ABORT:
-                raise _WriteAborted()
-            assert isinstance(item, memoryview)
-            yield item
-
-    def _run(
-        self, encryption_context: Mapping[str, str] | None, format: str | None, content_length: int | None
-    ) -> None:
-        try:
-            self.result = self._client.put(
-                self._ref,
-                self._chunks(),
-                encryption_context=encryption_context,
-                format=format,
-                content_length=content_length,
-            )
-        except BaseException as exc:  # handed to the writing thread
-            self._error = exc
-        finally:
-            self._done.set()
-
-    def _send(self, item: object) -> None:
-        while True:
-            if self._done.is_set():
-                self._raise()
-                raise EncryptionError("the upload ended before the stream was closed")
-            try:
-                self._queue.put(item, timeout=0.1)
-                return
-            except queue.Full:
-                continue
-
-    def _raise(self) -> None:
-        error = self._error
-        if error is not None and not isinstance(error, _WriteAborted):
-            raise error
+    @property
+    def result(self) -> PutResult | None:
+        """What was stored, once :meth:`close` returned (``None`` before, and after an abort)."""
+        return self._upload.result
 
     def writable(self) -> bool:
         """Always true."""
@@ -1515,13 +1529,12 @@ class EncryptingWriter(io.RawIOBase):
         """Encrypt and send ``data`` (bytes-like); returns its length. Blocks while the upload catches up."""
         if self.closed or self._finished:
             raise ValueError("write to a closed writer")
-        view = memoryview(data).cast("B")
         # bytes are immutable and can be sent as they are; other buffers are copied, as the caller may
         # reuse them once write returns.
-        blob = data if isinstance(data, bytes) else view.tobytes()
+        blob = data if isinstance(data, bytes) else memoryview(data).cast("B").tobytes()
         whole = memoryview(blob)
         for start in range(0, len(whole), self._chunk):
-            self._send(whole[start : start + self._chunk])
+            self._upload.send(whole[start : start + self._chunk])
         self._written += len(whole)
         return len(whole)
 
@@ -1532,9 +1545,9 @@ class EncryptingWriter(io.RawIOBase):
         try:
             if not self._finished:
                 self._finished = True
-                self._send(_END)
+                self._upload.send(_END)
                 self._thread.join()
-                self._raise()
+                self._upload.raise_error()
         finally:
             super().close()
 
@@ -1545,14 +1558,7 @@ class EncryptingWriter(io.RawIOBase):
         try:
             if not self._finished:
                 self._finished = True
-                if not self._done.is_set():
-                    while True:
-                        try:
-                            self._queue.put(_ABORT, timeout=0.1)
-                            break
-                        except queue.Full:
-                            if self._done.is_set():
-                                break
+                self._upload.abort()
                 self._thread.join()
         finally:
             super().close()

@@ -22,6 +22,7 @@ EXPECTED_TOP_LEVEL = {
     "DataKeyCache",
     "DecryptingReader",
     "DecryptionError",
+    "EncryptingWriter",
     "EncryptionClient",
     "EncryptionError",
     "Envelope",
