@@ -709,6 +709,19 @@ class EncryptedFile(AbstractBufferedFile):  # type: ignore[misc]
     def _fetch_range(self, start: int, end: int) -> bytes:
         return self.reader.read_at(start, end - start)
 
+    def read(self, length: int = -1) -> bytes:
+        """Read ``length`` bytes (to the end if negative). A read of a block or more is one ranged get
+        of exactly those bytes (no read-ahead: a Parquet column chunk fetches just itself); smaller reads
+        go through fsspec's read-ahead cache."""
+        if length is not None and length >= self.blocksize and not self.closed:
+            length = min(length, self.size - self.loc)
+            if length <= 0:
+                return b""
+            data = self.reader.read_at(self.loc, length)
+            self.loc += len(data)
+            return data
+        return super().read(length)  # type: ignore[no-any-return]
+
     def close(self) -> None:
         """Close the file and its reader."""
         super().close()
