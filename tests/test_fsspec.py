@@ -557,3 +557,14 @@ def test_polars(tmp_path: Path, key_a: str, so: dict[str, Any]) -> None:
         frame.write_csv(f)
     with fs.open(f"{path}/t.csv", "rb") as f:
         assert pl.read_csv(f).equals(frame)
+
+
+def test_pandas_through_oss(oss_env: str, oss_bucket_name: str, key_a: str) -> None:
+    pytest.importorskip("cse_oss")
+    so = {"cse": {"key": key_a}}
+    frame = _frame(300)
+    url = f"cse::oss://{oss_bucket_name}/t.parquet"
+    frame.to_parquet(url, storage_options=so)
+    assert pd.read_parquet(url, columns=["name"], storage_options=so).equals(frame[["name"]])
+    fs, path = fsspec.core.url_to_fs(url, **so)
+    assert fs.info(path)["format"] == "oss-v2" and fs.ls(oss_bucket_name, detail=False) == [path]
