@@ -250,7 +250,6 @@ class EncryptedFileSystem(ChainedFileSystem):  # type: ignore[misc]
             if url.startswith(root) or url + "/" == root:
                 return store, url[len(root) :], url
         if _scheme_of(url) == "file":
-            _, key = FileStore.from_url(url if not url.endswith("/") else url + ".")
             store = self._cached_store("file:///", lambda: FileStore("/"))
             absolute = unquote(url[len("file://") :])
             return store, absolute.strip("/"), url
