@@ -568,3 +568,11 @@ def test_pandas_through_oss(oss_env: str, oss_bucket_name: str, key_a: str) -> N
     assert pd.read_parquet(url, columns=["name"], storage_options=so).equals(frame[["name"]])
     fs, path = fsspec.core.url_to_fs(url, **so)
     assert fs.info(path)["format"] == "oss-v2" and fs.ls(oss_bucket_name, detail=False) == [path]
+
+
+def test_file_store_rooted_at_slash_names_its_objects_with_three_slashes() -> None:
+    from cse.stores.file import FileStore
+
+    assert FileStore("/").url("tmp/a b") == "file:///tmp/a%20b"
+    assert FileStore("/").url("") == "file:///"
+    assert FileStore("/tmp").url("x") == "file:///tmp/x"
