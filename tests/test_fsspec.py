@@ -576,3 +576,15 @@ def test_file_store_rooted_at_slash_names_its_objects_with_three_slashes() -> No
     assert FileStore("/").url("tmp/a b") == "file:///tmp/a%20b"
     assert FileStore("/").url("") == "file:///"
     assert FileStore("/tmp").url("x") == "file:///tmp/x"
+
+
+def test_s3_instruction_files_are_not_listed(s3_client: Any, s3_bucket: str, key_a: str) -> None:
+    cse_s3 = pytest.importorskip("cse_s3")
+    store = cse_s3.S3Store(s3_bucket, client=s3_client, write_instruction_file=True)
+    fs = EncryptedFileSystem(key_a, stores=[store], skip_instance_cache=True)
+    fs.pipe_file(f"s3://{s3_bucket}/d/a.bin", b"abc" * 100)
+    raw = sorted(o["Key"] for o in s3_client.list_objects_v2(Bucket=s3_bucket)["Contents"])
+    assert raw == ["d/a.bin", "d/a.bin.instruction"]
+    assert fs.find(f"s3://{s3_bucket}/d") == [f"s3://{s3_bucket}/d/a.bin"]
+    assert fs.ls(f"s3://{s3_bucket}/d")[0]["size"] == 300
+    assert fs.cat_file(f"s3://{s3_bucket}/d/a.bin") == b"abc" * 100
