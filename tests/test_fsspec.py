@@ -588,3 +588,19 @@ def test_s3_instruction_files_are_not_listed(s3_client: Any, s3_bucket: str, key
     assert fs.find(f"s3://{s3_bucket}/d") == [f"s3://{s3_bucket}/d/a.bin"]
     assert fs.ls(f"s3://{s3_bucket}/d")[0]["size"] == 300
     assert fs.cat_file(f"s3://{s3_bucket}/d/a.bin") == b"abc" * 100
+
+
+def test_a_write_inside_an_except_block_still_commits(key_a: str) -> None:
+    # The abort-on-close rule looks for an exception raised after the open, not one already being handled.
+    store = MemoryStore()
+    fs = EncryptedFileSystem(key_a, stores=[store], skip_instance_cache=True)
+    try:
+        raise KeyError("handled")
+    except KeyError:
+        with fsspec.open(f"cse://{store.url('fallback')}", "wb", stores=[store], key=key_a) as f:
+            f.write(b"written while handling another error")
+        g = fs.open(store.url("explicit"), "wb")
+        g.write(b"closed by hand")
+        g.close()
+    assert fs.cat_file(store.url("fallback")) == b"written while handling another error"
+    assert fs.cat_file(store.url("explicit")) == b"closed by hand"
