@@ -792,6 +792,50 @@ class AwsKmsProvider(KeyProvider):
         return bytes(response["Plaintext"])
 
 
+    # -- plain Encrypt / Decrypt, for integrations with a wire format of their own --------------------
+
+    def encrypt_secret(self, plaintext: bytes, encryption_context: Mapping[str, str] | None = None) -> bytes:
+        """``Encrypt(KeyId=KEY, Plaintext=secret)`` with exactly ``encryption_context`` (none by default);
+        returns the ``CiphertextBlob``.
+
+        For integrations whose peers call KMS themselves (Parquet modular encryption's KMS clients send no
+        context); objects use :meth:`wrap`. Errors as for :meth:`wrap`; no message holds the secret.
+        """
+        key = self._wrapping_key(KeyRequest(wrap_algorithm=_A.KMS_CONTEXT, content_algorithm=""))
+        secret = bytes(plaintext)
+        if not secret:
+            raise KeyProviderError("nothing to wrap: the secret is empty")
+        params: dict[str, Any] = {"KeyId": key.text, "Plaintext": secret}
+        if encryption_context:
+            params["EncryptionContext"] = dict(encryption_context)
+        return bytes(self._call("Encrypt", key.text, **params)["CiphertextBlob"])
+
+    def decrypt_secret(self, ciphertext: bytes, encryption_context: Mapping[str, str] | None = None) -> bytes:
+        """``Decrypt(CiphertextBlob=..., KeyId=KEY)`` with exactly ``encryption_context`` (none by default):
+        the inverse of :meth:`encrypt_secret`.
+
+        Raises the opaque :class:`~cse.exceptions.DecryptionError` if KMS does not open the blob with this
+        key, and :class:`~cse.exceptions.KmsError` if KMS refuses (a disabled key ...) or cannot be reached.
+        """
+        data = bytes(ciphertext)
+        if not 1 <= len(data) <= _MAX_CIPHERTEXT:
+            raise DecryptionError()
+        params: dict[str, Any] = {"CiphertextBlob": data}
+        if encryption_context:
+            params["EncryptionContext"] = dict(encryption_context)
+        if self._key is not None and not self._discovery:
+            params["KeyId"] = label = self._key.text
+        else:
+            label = "(the key named in the ciphertext; discovery)"
+        response = self._call("Decrypt", label, **params)
+        if self._discovery:
+            used = try_parse_key_reference(str(response.get("KeyId") or ""))
+            refusal = "not a key ARN" if used is None or not used.is_arn else self._discovery_refusal(used)
+            if refusal is not None:
+                raise NoMatchingKeyError(refusal)
+        return bytes(response["Plaintext"])
+
+
 def _client_region(client: Any) -> str | None:
     region = getattr(getattr(client, "meta", None), "region_name", None)
     return str(region) if region else None
