@@ -33,6 +33,7 @@ import hashlib
 import io
 import threading
 import uuid
+import weakref
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -110,14 +111,15 @@ def _aws_key_reference(identifier: str) -> bool:
 
 class _Unwrapper(KeyProvider):
     """Adapts one master key's unwrap to :class:`~cse.cache.DataKeyCache`: a cached "data key" is the
-    plaintext of one wrapped text, its partition the wrapped text's digest."""
+    plaintext of one wrapped text, its partition the wrapped text's digest. One adapter per cache and key
+    (URI, provider object, or AWS KMS identifier and region), shared by every factory using that cache."""
 
     scheme: ClassVar[str] = "parquet-unwrap"
     wrap_algorithms: ClassVar[tuple[str, ...]] = ("parquet",)
 
-    def __init__(self, client: CseKmsClient, identifier: str) -> None:
-        self._client = client
-        self._identifier = identifier
+    def __init__(self, provider: KeyProvider, label: str) -> None:
+        self.provider = provider
+        self._label = label
         self.pending: dict[str, str] = {}
         self.lock = threading.Lock()
 
@@ -128,14 +130,14 @@ class _Unwrapper(KeyProvider):
 
     @property
     def key_id(self) -> str:
-        """The master key identifier."""
-        return self._identifier
+        """The key's label (never secret)."""
+        return self._label
 
     def generate_data_key(self, request: KeyRequest) -> DataKey:
         """Unwrap the wrapped text the request names (the cache's miss path)."""
         wrapped = self.pending[request.material_description["digest"]]
-        plaintext = self._client._unwrap_uncached(wrapped, self._identifier)
-        return DataKey(plaintext=plaintext, ciphertext=wrapped.encode("ascii"), key_id=self._identifier)
+        plaintext = _unwrap_with(self.provider, wrapped)
+        return DataKey(plaintext=plaintext, ciphertext=wrapped.encode("utf-8"), key_id=self._label)
 
     def wrap(self, plaintext: bytes, request: KeyRequest) -> bytes:
         """Not used."""
@@ -144,6 +146,48 @@ class _Unwrapper(KeyProvider):
     def unwrap(self, ciphertext: bytes, request: KeyRequest) -> bytes:
         """Not used."""
         raise KeyProviderError("internal adapter: unwrap is not used")
+
+
+_ADAPTERS: weakref.WeakKeyDictionary[Any, dict[str, _Unwrapper]] = weakref.WeakKeyDictionary()
+_ADAPTERS_LOCK = threading.Lock()
+
+
+def _adapter(cache: DataKeyCache, label: str, provider: KeyProvider) -> _Unwrapper:
+    with _ADAPTERS_LOCK:
+        adapters = _ADAPTERS.setdefault(cache, {})
+        found = adapters.get(label)
+        if found is None:
+            found = adapters[label] = _Unwrapper(provider, label)
+        return found
+
+
+def _request(provider: KeyProvider, length: int = 32) -> KeyRequest:
+    writable = [a for a in provider.wrap_algorithms if a not in provider.unwrap_only_algorithms]
+    if not writable:
+        raise ConfigurationError(f"the key provider {provider.describe()} implements no wrap algorithm")
+    return KeyRequest(
+        wrap_algorithm=writable[0],
+        content_algorithm=CONTENT_ALGORITHM,
+        material_description=dict(provider.material_description),
+        key_length=length,
+    )
+
+
+def _unwrap_with(provider: KeyProvider, wrapped_key: str) -> bytes:
+    if provider.scheme == "aliyun-kms":
+        try:
+            data = wrapped_key.encode("ascii")
+        except UnicodeEncodeError:
+            raise DecryptionError() from None
+        return provider.unwrap(data, _request(provider, 16))
+    try:
+        data = base64.b64decode(wrapped_key, validate=True)
+    except (binascii.Error, ValueError):
+        raise DecryptionError() from None
+    if provider.scheme == "aws-kms":
+        plaintext: bytes = provider.decrypt_secret(data)  # type: ignore[attr-defined]
+        return plaintext
+    return provider.unwrap(data, _request(provider, 16))
 
 
 class CseKmsClient(pe.KmsClient):  # type: ignore[misc]
@@ -178,11 +222,18 @@ class CseKmsClient(pe.KmsClient):  # type: ignore[misc]
         self._key_cache = key_cache
         self._providers = providers if providers is not None else {}
         self._lock = lock or threading.Lock()
-        self._unwrappers: dict[str, _Unwrapper] = {}
+
+    def _label(self, identifier: str) -> str:
+        spec = self._keys.get(identifier)
+        if isinstance(spec, KeyProvider):
+            return f"object:{id(spec)}"
+        if isinstance(spec, str):
+            return f"uri:{spec}"
+        return f"aws-kms:{identifier}@{self._region}"
 
     def provider(self, identifier: str) -> KeyProvider:
         """The key provider of a master key identifier (built once, then shared)."""
-        label = f"{identifier}@{self._region}" if identifier not in self._keys else identifier
+        label = self._label(identifier)
         with self._lock:
             found = self._providers.get(label)
         if found is not None:
@@ -215,18 +266,6 @@ class CseKmsClient(pe.KmsClient):  # type: ignore[misc]
             f"'aws-kms://...' or 'rsa:///path/key.pem' ...}}"
         )
 
-    @staticmethod
-    def _request(provider: KeyProvider, length: int = 32) -> KeyRequest:
-        writable = [a for a in provider.wrap_algorithms if a not in provider.unwrap_only_algorithms]
-        if not writable:
-            raise ConfigurationError(f"the key provider {provider.describe()} implements no wrap algorithm")
-        return KeyRequest(
-            wrap_algorithm=writable[0],
-            content_algorithm=CONTENT_ALGORITHM,
-            material_description=dict(provider.material_description),
-            key_length=length,
-        )
-
     def wrap_key(self, key_bytes: bytes, master_key_identifier: str) -> str:
         """Wrap a key pyarrow made with the master key ``master_key_identifier``; returns text."""
         provider = self.provider(master_key_identifier)
@@ -234,7 +273,7 @@ class CseKmsClient(pe.KmsClient):  # type: ignore[misc]
         if provider.scheme == "aws-kms":
             blob: bytes = provider.encrypt_secret(secret)  # type: ignore[attr-defined]
             return base64.b64encode(blob).decode("ascii")
-        wrapped = provider.wrap(secret, self._request(provider, len(secret)))
+        wrapped = provider.wrap(secret, _request(provider, len(secret)))
         if provider.scheme == "aliyun-kms":
             return wrapped.decode("ascii")
         return base64.b64encode(wrapped).decode("ascii")
@@ -242,11 +281,10 @@ class CseKmsClient(pe.KmsClient):  # type: ignore[misc]
     def unwrap_key(self, wrapped_key: str, master_key_identifier: str) -> bytes:
         """Unwrap a key with the master key ``master_key_identifier`` (through ``key_cache`` if given)."""
         if self._key_cache is None:
-            return self._unwrap_uncached(wrapped_key, master_key_identifier)
-        with self._lock:
-            adapter = self._unwrappers.get(master_key_identifier)
-            if adapter is None:
-                adapter = self._unwrappers[master_key_identifier] = _Unwrapper(self, master_key_identifier)
+            return _unwrap_with(self.provider(master_key_identifier), wrapped_key)
+        adapter = _adapter(
+            self._key_cache, self._label(master_key_identifier), self.provider(master_key_identifier)
+        )
         digest = hashlib.sha256(wrapped_key.encode("utf-8", "surrogatepass")).hexdigest()
         with adapter.lock:
             adapter.pending[digest] = wrapped_key
@@ -260,23 +298,6 @@ class CseKmsClient(pe.KmsClient):  # type: ignore[misc]
         finally:
             with adapter.lock:
                 adapter.pending.pop(digest, None)
-
-    def _unwrap_uncached(self, wrapped_key: str, master_key_identifier: str) -> bytes:
-        provider = self.provider(master_key_identifier)
-        if provider.scheme == "aliyun-kms":
-            try:
-                data = wrapped_key.encode("ascii")
-            except UnicodeEncodeError:
-                raise DecryptionError() from None
-            return provider.unwrap(data, self._request(provider, 16))
-        try:
-            data = base64.b64decode(wrapped_key, validate=True)
-        except (binascii.Error, ValueError):
-            raise DecryptionError() from None
-        if provider.scheme == "aws-kms":
-            plaintext: bytes = provider.decrypt_secret(data)  # type: ignore[attr-defined]
-            return plaintext
-        return provider.unwrap(data, self._request(provider, 16))
 
 
 class CseCryptoFactory(pe.CryptoFactory):  # type: ignore[misc]
@@ -353,12 +374,15 @@ def _encryption_config(
     options: Mapping[str, Any],
 ) -> pe.EncryptionConfiguration:
     _check_identifier(footer_key, "footer key identifier")
+    columns = _column_keys(column_keys)
+    settings = dict(options)
+    if columns:
+        settings["column_keys"] = columns
+    else:  # no column keys: the footer key encrypts every column
+        settings.setdefault("uniform_encryption", True)
     try:
         return pe.EncryptionConfiguration(
-            footer_key=footer_key,
-            column_keys=_column_keys(column_keys),
-            plaintext_footer=plaintext_footer,
-            **options,
+            footer_key=footer_key, plaintext_footer=plaintext_footer, **settings
         )
     except TypeError as exc:
         raise ConfigurationError(f"pyarrow's EncryptionConfiguration refused an option: {exc}") from exc
@@ -383,7 +407,8 @@ def encryption_configuration(
     ``kms_connection_config`` and ``encryption_config``.
 
     ``footer_key`` and the keys of ``column_keys`` (``{"pii": ["ssn", "email"]}``) are master key
-    identifiers; ``options`` go to ``pyarrow.parquet.encryption.EncryptionConfiguration``
+    identifiers; without ``column_keys`` the footer key encrypts every column (``uniform_encryption``).
+    ``options`` go to ``pyarrow.parquet.encryption.EncryptionConfiguration``
     (``encryption_algorithm``, ``double_wrapping``, ``cache_lifetime``, ``data_key_length_bits`` ...).
     ``region`` sets ``custom_kms_conf["aws_region_name"]``.
     """
