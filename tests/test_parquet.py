@@ -217,19 +217,81 @@ def _footer_deks(data: bytes) -> list[bytes]:
     return re.findall(rb'"wrappedDEK":"([^"]+)"', data)
 
 
+REUSE_SCRIPT = """
+import base64, io
+import pyarrow as pa, pyarrow.parquet as pq, pyarrow.parquet.encryption as pe
+class Toy(pe.KmsClient):
+    def __init__(self, config):
+        super().__init__()
+    def wrap_key(self, key, identifier):
+        return base64.b64encode(key).decode()
+    def unwrap_key(self, wrapped, identifier):
+        return base64.b64decode(wrapped)
+factory = pe.CryptoFactory(Toy)
+config = pe.EncryptionConfiguration(footer_key="f", column_keys={"k": ["a"]})
+shared = factory.file_encryption_properties(pe.KmsConnectionConfig(), config)
+table = pa.table({"a": [1, 2]})
+pq.write_table(table, io.BytesIO(), encryption_properties=shared)
+try:
+    pq.write_table(table, io.BytesIO(), encryption_properties=shared)
+except OSError as exc:
+    print("ERROR", pa.__version__, exc)
+else:
+    print("WROTE", pa.__version__)
+"""
+
+
+def test_reuse_error_reproduced_with_pyarrow_14() -> None:
+    """pyarrow 14 (the last series with the check) raises the error data teams hit. Runs pyarrow 14 in an
+    isolated uv environment, offline: skipped when uv or a cached pyarrow 14 wheel is not at hand."""
+    import shutil
+
+    uv = shutil.which("uv")
+    if uv is None:
+        pytest.skip("uv is not on PATH")
+    run = subprocess.run(
+        [
+            uv,
+            "run",
+            "--offline",
+            "--isolated",
+            "--no-project",
+            "--python",
+            f"{sys.version_info[0]}.{sys.version_info[1]}",
+            "--with",
+            "pyarrow==14.0.2",
+            "--with",
+            "numpy<2",
+            "python",
+            "-c",
+            REUSE_SCRIPT,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    if run.returncode != 0:
+        pytest.skip(f"pyarrow 14 is not available offline: {run.stderr.strip()[-200:]}")
+    assert run.stdout.startswith("ERROR 14.0.2 Re-using encryption properties for another file"), run.stdout
+
+
 def test_shared_encryption_properties_with_pyarrow_alone(local_keys: dict[str, str]) -> None:
-    """One FileEncryptionProperties for two files: older pyarrow raises "Re-using encryption properties
-    for another file"; pyarrow >= 15 writes both files with the same data keys. cse's paths do neither."""
+    """One FileEncryptionProperties for two files: pyarrow 14 and older raise "Re-using encryption
+    properties for another file"; newer pyarrow writes both files with the same data keys. cse's
+    write_dataset makes fresh properties (fresh data keys) for every file."""
     factory = pe.CryptoFactory(RecordingKmsClient)
     config = pe.EncryptionConfiguration(footer_key="f", column_keys={"k": ["ssn"]}, double_wrapping=False)
     shared = factory.file_encryption_properties(pe.KmsConnectionConfig(), config)
     first, second = io.BytesIO(), io.BytesIO()
     pq.write_table(sample_table(), first, encryption_properties=shared)
+    message = ""
     try:
         pq.write_table(sample_table(), second, encryption_properties=shared)
-    except OSError as exc:  # pyarrow < 15
-        assert "Re-using encryption properties" in str(exc)
-    else:
+    except OSError as exc:  # pyarrow 14 and older
+        message = str(exc)
+    if message:
+        assert "Re-using encryption properties for another file" in message
+    else:  # newer pyarrow writes the second file, with the first file's data keys
         assert _footer_deks(first.getvalue()) == _footer_deks(second.getvalue()) != []
 
     urls = parquet.write_dataset(
@@ -545,12 +607,15 @@ def test_awswrangler_dataset_on_moto(
         encryption_configuration=encryption,
     )
     assert len(written["paths"]) == 3
+    deks = set()
     for object_path in written["paths"]:
         key = object_path.split("/", 3)[3]
         raw = s3_client.get_object(Bucket=s3_bucket, Key=key)["Body"].read()
         assert raw.startswith(b"PARE")
+        deks.add(tuple(_footer_deks(raw)))
         for ssn in df["ssn"]:
             assert ssn.encode() not in raw
+    assert len(deks) == 3  # fresh encryption properties (data keys) for every file
     decryption = parquet.decryption_configuration(
         {"footer": f"aws-kms://{kms_key_id}", "pii": f"aws-kms://{kms_key_id}"}, region="us-east-1"
     )
