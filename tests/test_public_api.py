@@ -49,6 +49,24 @@ EXPECTED_TOP_LEVEL = {
 }
 
 
+EXPECTED_PARQUET = {
+    "CONTENT_ALGORITHM",
+    "CseCryptoFactory",
+    "CseKmsClient",
+    "crypto_factory",
+    "decryption_configuration",
+    "encryption_configuration",
+    "read_table",
+    "write_dataset",
+    "write_table",
+}
+
+
+def test_parquet_all_is_curated() -> None:
+    parquet = importlib.import_module("cse.parquet")
+    assert set(parquet.__all__) == EXPECTED_PARQUET
+
+
 def _modules(package: str) -> list[str]:
     pkg = importlib.import_module(package)
     names = [package]
