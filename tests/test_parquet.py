@@ -654,3 +654,26 @@ def test_configuration_dicts(local_keys: dict[str, str]) -> None:
     assert set(dec) == {"crypto_factory", "kms_connection_config"}
     with pytest.raises(ConfigurationError, match="EncryptionConfiguration"):
         parquet.encryption_configuration("footer", keys=local_keys, no_such_option=1)
+
+
+def test_kms_client_resolution_rules(aws_env: str) -> None:
+    client = parquet.CseKmsClient(region="eu-west-1")
+    with pytest.raises(ConfigurationError, match="splits its column-keys property at ':'"):
+        client.wrap_key(b"k" * 16, "rsa:///keys/k.pem")
+    for identifier in (
+        "alias/lake",
+        "mrk-1234abcd12ab34cd56ef1234567890ab",
+        "1234abcd-12ab-34cd-56ef-1234567890ab",
+    ):
+        provider = client.provider(identifier)
+        assert provider.scheme == "aws-kms" and provider.key_id == identifier
+        assert provider.region == "eu-west-1"  # type: ignore[attr-defined]
+    arn = "arn:aws:kms:us-west-2:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+    assert parquet.CseKmsClient().provider(arn).region == "us-west-2"  # type: ignore[attr-defined]
+    # the region comes from custom_kms_conf["aws_region_name"], as in hand-written clients
+    factory = parquet.crypto_factory()
+    config = pe.EncryptionConfiguration(footer_key="alias/none-such", uniform_encryption=True)
+    conn = pe.KmsConnectionConfig(custom_kms_conf={"aws_region_name": "ap-south-1"})
+    with pytest.raises(KmsError, match="NotFoundException.*ap-south-1"):  # moto, in that region
+        factory.file_encryption_properties(conn, config)
+    assert [p.region for p in factory.providers().values()] == ["ap-south-1"]  # type: ignore[attr-defined]
