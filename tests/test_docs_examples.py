@@ -3,6 +3,9 @@
 Collects each ```python (or ```py) fenced block of docs/**/*.md and README.md and runs it with ``exec`` in a
 fresh namespace, with a fresh temporary directory as the working directory. A block whose previous non-blank
 line is the HTML comment ``<!-- no-test -->`` is skipped (for sketches that name hypothetical classes).
+A block after ``<!-- test-on: moto -->`` runs against moto's S3 and KMS server: ``AWS_ENDPOINT_URL`` points at
+it, and the buckets and KMS aliases that the block names (``s3://BUCKET/``, ``aws-kms://alias/NAME``) are
+created first, in the region that the block names with ``region="..."`` (else us-east-1).
 
 Blocks may be indented (inside admonitions or list items); fences of other languages (bash, toml, text) are
 not run.
@@ -20,6 +23,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
 NO_TEST = "<!-- no-test -->"
+ON_MOTO = "<!-- test-on: moto -->"
 
 _OPEN = re.compile(r"^(?P<indent>[ \t]*)(?P<fence>`{3,}|~{3,})[ \t]*(?P<info>[^`\n]*)$")
 _PYTHON = {"python", "py", "python3"}
@@ -31,6 +35,7 @@ class Block:
     line: int  # 1-based line of the opening fence
     code: str
     skip: bool
+    moto: bool = False
 
     @property
     def id(self) -> str:
@@ -59,7 +64,15 @@ def _blocks(path: Path) -> list[Block]:
             body.append(lines[j][len(indent) :] if lines[j].startswith(indent) else lines[j].lstrip())
             j += 1
         if language in _PYTHON:
-            found.append(Block(path, i + 1, textwrap.dedent("\n".join(body)) + "\n", previous == NO_TEST))
+            found.append(
+                Block(
+                    path,
+                    i + 1,
+                    textwrap.dedent("\n".join(body)) + "\n",
+                    previous == NO_TEST,
+                    previous == ON_MOTO,
+                )
+            )
         previous = lines[i].strip()
         i = j + 1
     return found
@@ -78,12 +91,35 @@ BLOCKS = [block for path in _sources() for block in _blocks(path)]
 
 @pytest.mark.skipif(not BLOCKS, reason="no python examples in the docs yet")
 @pytest.mark.parametrize("block", BLOCKS, ids=[block.id for block in BLOCKS])
-def test_example_runs(block: Block, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_example_runs(
+    block: Block, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
+) -> None:
     if block.skip:
         pytest.skip(f"marked {NO_TEST}")
+    if block.moto:
+        _prepare_moto(block.code, request.getfixturevalue("moto_endpoint"), monkeypatch)
     monkeypatch.chdir(tmp_path)
     namespace: dict[str, object] = {"__name__": "__main__", "__file__": str(tmp_path / "example.py")}
     exec(compile(block.code, block.id, "exec"), namespace)
+
+
+def _prepare_moto(code: str, endpoint: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Point boto3 at moto's server and create the buckets and KMS aliases that ``code`` names."""
+    import boto3
+    from botocore.config import Config
+
+    monkeypatch.setenv("AWS_ENDPOINT_URL", endpoint)
+    region = next(iter(re.findall(r"region(?:_name)?=\W?([a-z]{2}-[a-z]+-[0-9])", code)), "us-east-1")
+    s3 = boto3.client("s3", region_name="us-east-1", config=Config(s3={"addressing_style": "path"}))
+    for bucket in sorted(set(re.findall(r"s3://([a-z0-9.-]+)", code))):
+        try:
+            s3.create_bucket(Bucket=bucket)
+        except s3.exceptions.BucketAlreadyOwnedByYou:
+            pass
+    kms = boto3.client("kms", region_name=region)
+    existing = {alias["AliasName"] for alias in kms.list_aliases()["Aliases"]}
+    for alias in sorted(set(re.findall(r"aws-kms://(alias/[A-Za-z0-9/_-]+)", code)) - existing):
+        kms.create_alias(AliasName=alias, TargetKeyId=kms.create_key()["KeyMetadata"]["KeyId"])
 
 
 def test_docs_exist() -> None:
