@@ -13,6 +13,7 @@ not run.
 
 from __future__ import annotations
 
+import contextlib
 import re
 import textwrap
 from dataclasses import dataclass
@@ -112,10 +113,8 @@ def _prepare_moto(code: str, endpoint: str, monkeypatch: pytest.MonkeyPatch) -> 
     region = next(iter(re.findall(r"region(?:_name)?=\W?([a-z]{2}-[a-z]+-[0-9])", code)), "us-east-1")
     s3 = boto3.client("s3", region_name="us-east-1", config=Config(s3={"addressing_style": "path"}))
     for bucket in sorted(set(re.findall(r"s3://([a-z0-9.-]+)", code))):
-        try:
+        with contextlib.suppress(s3.exceptions.BucketAlreadyOwnedByYou):
             s3.create_bucket(Bucket=bucket)
-        except s3.exceptions.BucketAlreadyOwnedByYou:
-            pass
     kms = boto3.client("kms", region_name=region)
     existing = {alias["AliasName"] for alias in kms.list_aliases()["Aliases"]}
     for alias in sorted(set(re.findall(r"aws-kms://(alias/[A-Za-z0-9/_-]+)", code)) - existing):
