@@ -37,6 +37,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import queue
 import secrets
 import threading
 import time
@@ -415,6 +416,7 @@ def migrate_dask(
         threads = sum(client.nthreads().values()) or 1
         limit = max(2, 2 * threads)
         pending: dict[Any, list[_Item]] = {}
+        finished_futures: queue.SimpleQueue[Any] = queue.SimpleQueue()
         submitted = 0
 
         def submit(batch: list[_Item]) -> None:
@@ -426,14 +428,15 @@ def migrate_dask(
                 )
             submitted += 1
             key = f"cse-migrate-{spec.run_id}-{submitted}"
-            pending[client.submit(_run_batch, spec, batch, key=key, pure=False)] = batch
+            fut = client.submit(_run_batch, spec, batch, key=key, pure=False)
+            pending[fut] = batch
+            fut.add_done_callback(finished_futures.put)
             while len(pending) >= limit:
                 collect()
 
         def collect() -> None:
-            done, _ = _distributed().wait(list(pending), return_when="FIRST_COMPLETED")
-            for fut in done:
-                settle(fut, pending.pop(fut))
+            fut = finished_futures.get()
+            settle(fut, pending.pop(fut))
 
         def settle(fut: Any, batch: list[_Item]) -> None:
             try:
