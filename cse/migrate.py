@@ -54,7 +54,16 @@ from cse.formats.base import Format
 from cse.providers import KeyProvider
 from cse.stores.base import ObjectInfo, PartInfo, Store
 
-__all__ = ["Journal", "MigrationSummary", "ObjectOutcome", "Progress", "migrate", "rewrap_prefix"]
+__all__ = [
+    "MARKER_ETAG",
+    "MARKER_TOKEN",
+    "Journal",
+    "MigrationSummary",
+    "ObjectOutcome",
+    "Progress",
+    "migrate",
+    "rewrap_prefix",
+]
 
 Mode = Literal["native", "rewrap"]
 Engine = Literal["local", "dask"]
