@@ -157,15 +157,18 @@ class External:
             time.sleep(0.1)
 
     def close(self) -> None:
+        """Stop the workers, then the scheduler (a worker told to stop while its scheduler is going away
+        waits for it in vain before it exits)."""
         self.client.close()
-        for proc in [*self.workers, self.scheduler]:
-            proc.terminate()
-        for proc in [*self.workers, self.scheduler]:
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        for group in (self.workers, [self.scheduler]):
+            for proc in group:
+                proc.terminate()
+            for proc in group:
+                try:
+                    proc.wait(timeout=20)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
 
 
 @pytest.fixture(scope="module")
