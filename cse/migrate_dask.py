@@ -209,8 +209,12 @@ def _run_batch(spec: _Spec, items: Sequence[_Item]) -> _BatchResult:
             )
             return ObjectOutcome(item.src_url, item.dst_url, "failed", error=message, reason=name), ""
 
-    with ThreadPoolExecutor(max_workers=max(1, min(spec.workers, len(items)))) as pool:
-        results = list(pool.map(one, items))
+    threads = min(spec.workers, len(items))
+    if threads <= 1:  # in the task's own thread: a pool of one would only add a hand-off per object
+        results = [one(item) for item in items]
+    else:
+        with ThreadPoolExecutor(max_workers=threads) as pool:
+            results = list(pool.map(one, items))
     return _BatchResult(results, _PROCESS, _kms_counts(migrator.providers))
 
 
