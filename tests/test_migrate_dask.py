@@ -13,6 +13,7 @@ with the helpers of ``tests/test_migrate_e2e.py``.
 from __future__ import annotations
 
 import json
+import multiprocessing
 import os
 import random
 import signal
@@ -327,6 +328,31 @@ def test_local_cluster_rewrap_in_place_cli(local_client: Any, key_a: str, key_b:
         assert EncryptionClient(key_b).get(url + key) == value
         with pytest.raises(Exception):
             EncryptionClient(key_a).get(url + key)
+
+
+def test_without_a_scheduler_a_local_cluster_is_started_and_closed(
+    key_a: str, key_b: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``cse migrate --engine dask`` with neither ``--scheduler`` nor ``DASK_SCHEDULER_ADDRESS``: cse starts a
+    LocalCluster of worker processes on 127.0.0.1 (one per core), migrates on it, and closes it at the end."""
+    monkeypatch.delenv("DASK_SCHEDULER_ADDRESS", raising=False)
+    data = {f"n{i}": os.urandom(100 + i) for i in range(5)}
+    src = _fill_file(EncryptionClient(key_a), tmp_path / "src", data)
+    before = {p.pid for p in multiprocessing.active_children()}
+    result = CliRunner().invoke(
+        main,
+        ["migrate", src, f"file://{tmp_path}/dst/", "--key", key_a, "--to-key", key_b, "--engine", "dask"]
+        + ["--json"],
+    )
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    assert (report["copied"], report["failed"], report["engine"]) == (5, 0, "dask")
+    for key, value in data.items():
+        assert EncryptionClient(key_b).get(f"file://{tmp_path}/dst/{key}") == value
+    deadline = time.monotonic() + 30
+    while {p.pid for p in multiprocessing.active_children()} - before:  # its worker processes are gone
+        assert time.monotonic() < deadline, "the LocalCluster's worker processes outlived the run"
+        time.sleep(0.1)
 
 
 def test_worker_without_the_key_file_is_reported(local_client: Any, key_a: str, tmp_path: Path) -> None:
