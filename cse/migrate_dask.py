@@ -281,7 +281,8 @@ def _distributed() -> Any:
 
 
 def _connect(scheduler: Any) -> tuple[Any, Any]:
-    """The client to submit to, and the LocalCluster this run started (None when it connected to one)."""
+    """The client to submit to (``scheduler`` itself when it is one; otherwise the run's own, closed at its
+    end), and the LocalCluster this run started (None when it connected to one)."""
     dist = _distributed()
     import dask
 
@@ -490,9 +491,10 @@ def migrate_dask(
             client.run(_forget, spec.run_id)
         if book is not None:
             book.close()
-        if cluster is not None:
+        if client is not scheduler:  # this run's own client (of an address, or of its LocalCluster)
             with contextlib.suppress(Exception):
                 client.close()
+        if cluster is not None:
             with contextlib.suppress(Exception):
                 cluster.close()
     total: dict[str, int] = {}

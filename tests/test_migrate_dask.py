@@ -152,6 +152,10 @@ class External:
             assert proc.poll() is None and time.monotonic() < deadline, "the extra worker did not join"
             time.sleep(0.1)
 
+    def clients(self) -> set[str]:
+        """The ids of the clients connected to the scheduler."""
+        return set(self.client.run_on_scheduler(lambda dask_scheduler: list(dask_scheduler.clients)))
+
     def idle(self, timeout: float = 60) -> None:
         """Wait until no task runs or waits anywhere on the cluster."""
         deadline = time.monotonic() + timeout
@@ -444,6 +448,7 @@ def test_s3_to_oss_under_kms_on_an_external_cluster(
     extra, _ = external.add_worker("second")  # two worker processes
     try:
         mark = len(aliyun_kms.request_log)
+        clients_before = external.clients()
         result = CliRunner().invoke(
             main,
             [
@@ -476,6 +481,10 @@ def test_s3_to_oss_under_kms_on_an_external_cluster(
         reader = _oss2_crypto(oss_emulator, oss_bucket_name, _oss2_kms_provider(aliyun_kms, aliyun_kms_key))
         for key, value in data.items():
             assert bytes(reader.get_object(f"out/{key[3:]}").read()) == value, key
+        deadline = time.monotonic() + 20
+        while external.clients() != clients_before:  # the run closed the client it opened
+            assert time.monotonic() < deadline, "the run left its client connected to the scheduler"
+            time.sleep(0.1)
     finally:
         extra.terminate()
         extra.wait(timeout=20)
