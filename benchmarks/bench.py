@@ -2,8 +2,10 @@
 
 Sections: content-cipher throughput against raw ``cryptography`` (below), and, in sibling modules, the
 official clients' pipelines on the same bytes (``peers.py``), end to end on local servers (``e2e.py``), KMS
-calls per object with and without data-key caching (``kms_calls.py``), start-up time (``startup.py``) and,
-with ``--memory`` or ``CSE_BENCH_MEMORY=1``, peak RSS of 1 GiB round trips (``memory.py``).
+calls per object with and without data-key caching (``kms_calls.py``), start-up time (``startup.py``),
+many small objects through the local and the Dask migration engines (``migrate_scale.py``, only with
+``--only migrate-scale``) and, with ``--memory`` or ``CSE_BENCH_MEMORY=1``, peak RSS of 1 GiB round trips
+(``memory.py``).
 
 Content-cipher throughput: cse's streaming path against raw ``cryptography`` ``update_into``.
 
@@ -14,7 +16,8 @@ Runs alternate, and each figure is the median of several repetitions measured in
 ratio holds on a noisy shared machine. Also sweeps the cse-v1 segment size, which chose its default.
 
     python benchmarks/bench.py [--size-mib 256] [--repeat 7] [--json bench-results.json] [--memory]
-                               [--only ciphers,peers,e2e,kms,startup,memory]
+                               [--only ciphers,peers,e2e,kms,startup,memory,migrate-scale]
+                               [--scale-objects 100000]
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ import os
 import platform
 import statistics
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from typing import Any
@@ -144,7 +148,9 @@ def bench_segment_sizes(size: int, repeat: int) -> list[dict[str, Any]]:
     return rows
 
 
-SECTIONS = ("ciphers", "peers", "e2e", "kms", "startup", "memory")
+SECTIONS = ("ciphers", "peers", "e2e", "kms", "startup", "memory", "migrate-scale")
+#: Sections that run only when asked for by name (--only).
+ON_REQUEST = ("memory", "migrate-scale")
 
 
 def _machine() -> dict[str, Any]:
@@ -211,9 +217,21 @@ def main() -> None:
     parser.add_argument("--only", default="", help=f"comma-separated sections: {', '.join(SECTIONS)}")
     parser.add_argument("--e2e-objects", type=int, default=1000, help="small objects in the end-to-end run")
     parser.add_argument("--kms-objects", type=int, default=200, help="objects in the KMS-calls run")
+    parser.add_argument(
+        "--scale-objects", type=int, default=100_000, help="objects in the migrate-scale run (10^5)"
+    )
+    parser.add_argument("--scale-size", type=int, default=256, help="bytes per object in migrate-scale")
+    parser.add_argument(
+        "--scale-dir",
+        default="/dev/shm" if os.path.isdir("/dev/shm") else None,
+        help="where migrate-scale keeps its stores (default /dev/shm: tmpfs, so that the file store's "
+        "fsyncs do not measure the disk)",
+    )
     args = parser.parse_args()
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-    wanted = [s for s in args.only.split(",") if s] or [s for s in SECTIONS if s != "memory" or args.memory]
+    wanted = [s for s in args.only.split(",") if s] or [
+        s for s in SECTIONS if s not in ON_REQUEST or (s == "memory" and args.memory)
+    ]
     unknown = set(wanted) - set(SECTIONS)
     if unknown:
         parser.error(f"unknown section(s): {', '.join(sorted(unknown))}")
@@ -315,6 +333,22 @@ def main() -> None:
                 f"{r['command']:<34} {r['seconds']:>7.3f} s  {r['ratio_to_bare_python']:>5.1f}x bare python"
             )
         results["startup"] = rows
+
+    if "migrate-scale" in wanted:
+        from migrate_scale import bench_migrate_scale
+
+        print(
+            f"\n== 7. migrate {args.scale_objects} objects of {args.scale_size} B file:// -> file://, "
+            "native, with a journal: local engine and Dask engine"
+        )
+        print(f"   stores and journals under {args.scale_dir or tempfile.gettempdir()}")
+        rows = bench_migrate_scale(args.scale_objects, args.scale_size, args.scale_dir)
+        print(
+            f"   per-object overhead of the Dask path (dask 1 process - local 1 thread): "
+            f"{rows[0]['dask_overhead_us_per_object']:.0f} us; journal "
+            f"{rows[1]['journal_bytes_per_object']:.0f} bytes per object"
+        )
+        results["migrate_scale"] = rows
 
     with open(args.json, "w") as fh:
         json.dump(results, fh, indent=2)

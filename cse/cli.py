@@ -535,6 +535,9 @@ def _migration_table(summary: Any) -> str:
     ]
     if summary.dry_run:
         rows.insert(0, ("planned", summary.planned))
+    rows[3:3] = [(f"  {reason}", n) for reason, n in sorted(summary.failures.items())]
+    if summary.recovered:
+        rows.append(("found complete", summary.recovered))
     if summary.cse_only:
         rows.append(("readable by cse only", summary.cse_only))
     width = max(len(name) for name, _ in rows)
@@ -559,6 +562,7 @@ def _run_migration(src: str, dst: str, *, as_json: bool, progress: bool, cache: 
             )
             bar.__enter__()
             state["bar"] = bar
+        bar.length = max(1, total_size)  # the Dask engine's totals grow as the listing goes on
         elapsed = max(1e-6, time.monotonic() - state["started"])
         bar.label = f"{objects}/{total_objects} objects, {size / elapsed / 2**20:.1f} MiB/s"
         bar.update(size - state["shown"])
@@ -572,6 +576,52 @@ def _run_migration(src: str, dst: str, *, as_json: bool, progress: bool, cache: 
     _emit(as_json, summary.to_dict(), _migration_table(summary))
     if not summary.ok:
         sys.exit(1)
+
+
+def engine_options(fn: F) -> F:
+    """--engine, --scheduler, --batch-objects and --batch-bytes (cse migrate, cse rewrap)."""
+    for option in reversed(
+        [
+            click.option(
+                "--engine",
+                type=click.Choice(["local", "dask"]),
+                default="local",
+                show_default=True,
+                help="local: a thread pool here; dask: batches as tasks on a Dask cluster (cse[dask]).",
+            ),
+            click.option(
+                "--scheduler",
+                metavar="ADDRESS",
+                help="dask: the scheduler (tcp://host:8786; default $DASK_SCHEDULER_ADDRESS, else a "
+                "LocalCluster sized to this machine).",
+            ),
+            click.option(
+                "--batch-objects", type=click.IntRange(min=1), help="dask: objects per task (default 1000)."
+            ),
+            click.option(
+                "--batch-bytes",
+                type=click.IntRange(min=1),
+                help="dask: stored bytes per task (default 1 GiB).",
+            ),
+        ]
+    ):
+        fn = option(fn)
+    return fn
+
+
+def _engine_kwargs(
+    engine: str, scheduler: str | None, batch_objects: int | None, batch_bytes: int | None
+) -> dict[str, Any]:
+    if engine == "local":
+        if scheduler or batch_objects or batch_bytes:
+            raise click.UsageError("--scheduler, --batch-objects and --batch-bytes need --engine dask")
+        return {}
+    return {
+        "engine": engine,
+        "scheduler": scheduler,
+        "batch_objects": batch_objects,
+        "batch_bytes": batch_bytes,
+    }
 
 
 @main.command()
@@ -594,6 +644,7 @@ def _run_migration(src: str, dst: str, *, as_json: bool, progress: bool, cache: 
 @click.option("--cache-max-age", type=click.FloatRange(min=0, min_open=True), help="Data-key cache: seconds.")
 @click.option("--cache-max-objects", type=click.IntRange(min=1), help="Data-key cache: objects per key.")
 @click.option("--cache-max-bytes", type=click.IntRange(min=1), help="Data-key cache: bytes per key.")
+@engine_options
 @json_option
 @progress_option
 @_handle_errors
@@ -613,6 +664,10 @@ def migrate(
     cache_max_age: float | None,
     cache_max_objects: int | None,
     cache_max_bytes: int | None,
+    engine: str,
+    scheduler: str | None,
+    batch_objects: int | None,
+    batch_bytes: int | None,
     as_json: bool,
     progress: bool,
 ) -> None:
@@ -636,6 +691,7 @@ def migrate(
         format=fmt,
         allow_cse_only=allow_cse_only,
         allow_legacy=allow_legacy,
+        **_engine_kwargs(engine, scheduler, batch_objects, batch_bytes),
     )
 
 
@@ -650,6 +706,7 @@ def migrate(
 @click.option("--verify", is_flag=True, help="Read every object back and compare its SHA-256.")
 @click.option("--dry-run", is_flag=True, help="List what would be re-wrapped; write nothing.")
 @legacy_option
+@engine_options
 @json_option
 @progress_option
 @_handle_errors
@@ -662,6 +719,10 @@ def rewrap(
     verify: bool,
     dry_run: bool,
     allow_legacy: bool,
+    engine: str,
+    scheduler: str | None,
+    batch_objects: int | None,
+    batch_bytes: int | None,
     as_json: bool,
     progress: bool,
 ) -> None:
@@ -683,6 +744,7 @@ def rewrap(
         verify=verify,
         dry_run=dry_run,
         allow_legacy=allow_legacy,
+        **_engine_kwargs(engine, scheduler, batch_objects, batch_bytes),
     )
 
 

@@ -586,11 +586,14 @@ class EncryptionClient:
         format: str | None = None,
         content_length: int | None = None,
         callback: Callback | None = None,
+        metadata: Mapping[str, str] | None = None,
     ) -> PutResult:
         """Encrypt ``body`` and store it. Unknown or large lengths go multipart, with bounded memory.
 
         ``content_length`` (if known) is recorded as the plaintext length where the format has a field
-        for it. On any failure, a multipart upload is aborted: nothing partial is left.
+        for it. ``metadata`` is user metadata stored with the object as it is (not encrypted, as S3's
+        ``Metadata=``); its names may not be the format's own. On any failure, a multipart upload is
+        aborted: nothing partial is left.
         """
         store, key = self.resolve(ref)
         fmt = self._format(store, format)
@@ -598,6 +601,12 @@ class EncryptionClient:
         source = _Source(body)
         length = content_length if content_length is not None else source.known_length()
         envelope, material = self._new_envelope(fmt, context, length)
+        extra = dict(metadata or {})
+        clash = sorted({k.lower() for k in extra} & set(fmt.encode(envelope))) if extra else []
+        if clash:
+            raise ConfigurationError(
+                f"the metadata names {', '.join(clash)} are the {fmt.name} format's own; rename them"
+            )
         codec = codec_for(envelope.content_algorithm)
         try:
             encryptor = codec.encryptor(material, envelope)
@@ -605,15 +614,17 @@ class EncryptionClient:
             raise EncryptionError(f"cannot encrypt: {exc}") from None
         threshold = self.config.multipart_threshold
         if length is not None and length <= threshold:
-            return self._put_single(store, key, fmt, envelope, encryptor, source.read_exact(length), callback)
+            return self._put_single(
+                store, key, fmt, envelope, encryptor, source.read_exact(length), callback, extra
+            )
         head = memoryview(b"")
         if length is None:
             # Unknown length: read up to the threshold to see whether it fits in one request.
             buffer = bytearray(threshold + 1)
             head = memoryview(buffer)[: source.readinto(memoryview(buffer))]
             if len(head) <= threshold:
-                return self._put_single(store, key, fmt, envelope, encryptor, head, callback)
-        return self._put_multipart(store, key, fmt, envelope, encryptor, source, head, callback)
+                return self._put_single(store, key, fmt, envelope, encryptor, head, callback, extra)
+        return self._put_multipart(store, key, fmt, envelope, encryptor, source, head, callback, extra)
 
     def _put_single(
         self,
@@ -624,6 +635,7 @@ class EncryptionClient:
         encryptor: Any,
         plaintext: memoryview,
         callback: Callback | None,
+        extra: Mapping[str, str] | None = None,
     ) -> PutResult:
         length = len(plaintext)
         if envelope.plaintext_length != length:
@@ -633,7 +645,7 @@ class EncryptionClient:
         trailer = encryptor.finalize()
         out[n : n + len(trailer)] = trailer
         ciphertext = memoryview(out)[: n + len(trailer)]
-        info = store.put(key, ciphertext, fmt.encode(envelope))
+        info = store.put(key, ciphertext, {**(extra or {}), **fmt.encode(envelope)})
         if callback is not None:
             callback(length)
         return PutResult(store.url(key), info.etag, length, len(ciphertext), envelope, 0)
@@ -658,6 +670,7 @@ class EncryptionClient:
         source: _Source,
         head: memoryview,
         callback: Callback | None,
+        extra: Mapping[str, str] | None = None,
     ) -> PutResult:
         cfg = self.config
         codec = codec_for(envelope.content_algorithm)
@@ -672,7 +685,7 @@ class EncryptionClient:
         # Formats that record the multipart layout (OSS: data-size, part-size) get it; the others ignore it.
         layout = {"data_size": envelope.plaintext_length, "part_size": part_size}
         envelope = envelope.model_copy(update=layout)
-        upload_id = store.create_multipart(key, fmt.encode(envelope))
+        upload_id = store.create_multipart(key, {**(extra or {}), **fmt.encode(envelope)})
         part_headers = fmt.part_headers(envelope)
         free: list[bytearray] = []
         pending: dict[Future[PartInfo], bytearray] = {}

@@ -375,6 +375,29 @@ def test_rewrap_keeps_user_metadata_and_replaces_the_envelope(key_a: str, key_b:
     assert EncryptionClient(key_b).get((store, "k")) == b"data"
 
 
+@pytest.mark.parametrize("size", [10, 300_000])  # one PUT, and multipart with small_config
+def test_put_stores_user_metadata_beside_the_envelope(
+    size: int, key_a: str, small_config: TransferConfig
+) -> None:
+    store = MemoryStore()
+    client = EncryptionClient(key_a, config=small_config)
+    data = os.urandom(size)
+    result = client.put((store, "k"), data, metadata={"owner": "team-x", "cse-source-etag": "abc"})
+    assert (result.parts > 0) == (size > small_config.multipart_threshold)
+    meta = store.head("k").metadata
+    assert (meta["owner"], meta["cse-source-etag"]) == ("team-x", "abc")
+    assert "cse-v1" in meta
+    assert client.head((store, "k")).metadata["owner"] == "team-x"
+    assert client.get((store, "k")) == data
+
+
+def test_put_refuses_metadata_named_like_the_formats_own(key_a: str) -> None:
+    store = MemoryStore()
+    with pytest.raises(ConfigurationError, match="cse-v1 are the cse-v1 format's own"):
+        EncryptionClient(key_a).put((store, "k"), b"data", metadata={"CSE-V1": "forged"})
+    assert list(store.list()) == []
+
+
 def test_commitment_policy_governs_writing_and_reading(key_a: str) -> None:
     from cse.config import CommitmentPolicy
 

@@ -99,6 +99,18 @@ def test_import_cse_is_lazy() -> None:
     assert out.strip() == "[]"
 
 
+def test_import_cse_never_imports_distributed() -> None:
+    """``import cse`` (and the modules of ``cse migrate``, the Dask engine's included) leave ``dask`` and
+    ``distributed`` unimported: only a run with ``engine="dask"`` imports them."""
+    pytest.importorskip("distributed")  # installed (the dev group has it), so that an import would show
+    code = (
+        "import sys, cse, cse.migrate, cse.migrate_dask, cse.cli; "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('dask', 'distributed')))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
 @pytest.mark.parametrize("module_name", MODULES)
 def test_every_module_has_all_that_resolves(module_name: str) -> None:
     module = importlib.import_module(module_name)

@@ -279,6 +279,29 @@ def test_malformed_sidecar(tmp_path: Path) -> None:
     assert (info.key, info.size, dict(info.metadata)) == ("dir/obj", 4, {})
 
 
+def test_reading_a_sidecar_allocates_its_size_not_the_limit(tmp_path: Path) -> None:
+    """A head, a get and a listing of a small object allocate kilobytes, not the 16 MiB sidecar limit (read(n)
+    allocates n first: that was 16 MiB per sidecar read); a sidecar over the limit is still refused."""
+    from cse.stores import file as file_module
+
+    store = FileStore(tmp_path)
+    store.put("dir/obj", b"data", {"k": "v"})
+    tracemalloc.start()
+    try:
+        for _ in range(3):
+            tracemalloc.reset_peak()
+            assert store.head("dir/obj").metadata == {"k": "v"}
+            store.get("dir/obj").body.close()
+            assert [i.key for i in store.list()] == ["dir/obj"]
+            assert tracemalloc.get_traced_memory()[1] < 1 << 20
+    finally:
+        tracemalloc.stop()
+    sidecar = tmp_path / "dir/.cse/obj.json"
+    sidecar.write_bytes(b" " * (file_module._SIDECAR_LIMIT + 1))
+    with pytest.raises(MetadataError, match="larger than"):
+        store.head("dir/obj")
+
+
 def test_stale_sidecar(tmp_path: Path) -> None:
     store = FileStore(tmp_path)
     store.put("obj", b"data", {"k": "v"})

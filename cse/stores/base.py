@@ -107,6 +107,9 @@ class Store(ABC):
     supports_metadata: ClassVar[bool] = True
     #: The format cse writes to this store unless told otherwise (S3: ``s3-v3``, OSS: ``oss-v2``).
     default_format: ClassVar[str] = "cse-v1"
+    #: The store's objects exist in this process only (``memory://``): engines that work in other processes
+    #: (the Dask engine of :func:`cse.migrate.migrate`) refuse it.
+    process_local: ClassVar[bool] = False
 
     @classmethod
     @abstractmethod

@@ -453,7 +453,12 @@ class FileStore(Store):
         """The raw sidecar, or ``None`` if there is none."""
         try:
             with open(path, "rb") as f:
-                raw = f.read(_SIDECAR_LIMIT + 1)
+                # read(n) allocates n bytes first: ask for the file's size plus one (to see a file larger
+                # than the limit, or one that grew), not for the limit: 16 MiB per sidecar read otherwise
+                size = os.fstat(f.fileno()).st_size
+                raw = f.read(min(size, _SIDECAR_LIMIT) + 1)
+                if size < len(raw) <= _SIDECAR_LIMIT:  # it grew since: the rest, up to the limit
+                    raw += f.read(_SIDECAR_LIMIT + 1 - len(raw))
         except (FileNotFoundError, NotADirectoryError):
             return None
         except OSError as exc:

@@ -97,6 +97,8 @@ class MemoryStore(Store):
     scheme: ClassVar[str] = "memory"
     #: The format cse writes to this store unless told otherwise.
     default_format: ClassVar[str] = "cse-v1"
+    #: Objects live in this process only.
+    process_local: ClassVar[bool] = True
 
     def __init__(self) -> None:
         """A new, empty, private store with a generated bucket name (``private-<hex>``)."""
