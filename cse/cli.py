@@ -474,6 +474,35 @@ def rm(url: str, as_json: bool) -> None:
 
 
 @main.command()
+@click.argument("url")
+@click.option("--abort", is_flag=True, help="Abort the uploads listed (their parts are deleted).")
+@click.option("--older-than", metavar="AGE", help="Only uploads started at least AGE ago: 90s, 30m, 2h, 7d.")
+@json_option
+@_handle_errors
+def uploads(url: str, abort: bool, older_than: str | None, as_json: bool) -> None:
+    """List the unfinished multipart uploads under URL (a prefix): key, upload id, start, parts, bytes.
+
+    A hard-killed put leaves one; with --abort they are aborted. An upload still running elsewhere would
+    fail if aborted, so give --older-than when some may be.
+    """
+    from cse import uploads as unfinished
+
+    age = unfinished.parse_age(older_than) if older_than is not None else None
+    found = (unfinished.abort_uploads if abort else unfinished.list_uploads)(url, older_than=age)
+    rows = [u.as_dict() for u in found]
+    if as_json:
+        _emit(True, {"aborted": rows} if abort else rows, "")
+        return
+    for row in rows:
+        click.echo(
+            f"{'aborted  ' if abort else ''}{row['initiated'] or '-':<32}  {row['parts']:>5} parts  "
+            f"{row['bytes']:>14} bytes  {row['upload_id']}  {row['url']}"
+        )
+    if not rows:
+        click.echo(f"no unfinished uploads under {url}", err=True)
+
+
+@main.command()
 @click.argument("src")
 @click.argument("dst")
 @key_option

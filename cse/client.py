@@ -31,7 +31,6 @@ from cse.exceptions import (
     EncryptionContextMismatchError,
     EncryptionError,
     MetadataError,
-    MultipartError,
     NoMatchingKeyError,
     StoreError,
 )
@@ -760,12 +759,9 @@ class EncryptionClient:
             done.sort(key=lambda p: p.part_number)
             info = store.complete_multipart(key, upload_id, done)
         except BaseException as exc:
-            with contextlib.suppress(Exception):
-                store.abort_multipart(key, upload_id)
-            if isinstance(exc, StoreError) and not isinstance(exc, MultipartError):
-                raise MultipartError(
-                    f"multipart upload of {store.url(key)} failed and was aborted: {exc}"
-                ) from exc
+            from cse.uploads import raise_aborted
+
+            raise_aborted(exc, store, key, upload_id)
             raise
         return PutResult(store.url(key), info.etag, total_plain, total_cipher, envelope, len(done))
 

@@ -46,7 +46,6 @@ from cse.exceptions import (
     ConfigurationError,
     CseError,
     DecryptionError,
-    MultipartError,
     ObjectNotFoundError,
     StoreError,
 )
@@ -256,17 +255,14 @@ def upload_file_in_parts(
             return _upload_parts(client, store, key, fmt, fd, size, plan, checkpoint, state, lock, callback)
         except BaseException as exc:
             if checkpoint is None:
-                with contextlib.suppress(Exception):
-                    store.abort_multipart(key, plan.upload_id)
-                if isinstance(exc, StoreError) and not isinstance(exc, MultipartError):
-                    raise MultipartError(
-                        f"multipart upload of {store.url(key)} failed and was aborted: {exc}"
-                    ) from exc
+                from cse.uploads import raise_aborted
+
+                raise_aborted(exc, store, key, plan.upload_id)
                 raise
             if isinstance(exc, CseError):
                 raise type(exc)(
                     f"{exc} -- the upload {plan.upload_id} is kept: run the same upload with the checkpoint "
-                    f"{checkpoint} to continue it, or abort it (cse rm --uploads)"
+                    f"{checkpoint} to continue it, or abort it (cse uploads {store.url(key)} --abort)"
                 ) from exc
             raise
     finally:
