@@ -10,7 +10,6 @@ import contextlib
 import io
 import os
 import queue
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -35,6 +34,7 @@ from cse.exceptions import (
     StoreError,
 )
 from cse.formats.base import Format
+from cse.partials import create_partial, remove_stale_partials
 from cse.providers import KeyProvider, KeyRequest
 from cse.ranges import ByteRange, parse_range, resolve_range
 from cse.stores.base import GetResult, ObjectInfo, PartInfo, Store
@@ -1056,8 +1056,10 @@ class EncryptionClient:
     ) -> HeadResult:
         """Decrypt an object into a local file, atomically.
 
-        The plaintext goes to a temporary file beside ``path``, which is renamed into place only after the
-        whole object verified. On any failure, no file (and no partial file) is left at ``path``.
+        The plaintext goes to a temporary file beside ``path`` (``.NAME.<random>.cse-partial``, mode 0600),
+        which is renamed into place only after the whole object verified. On any failure, no file (and no
+        partial file) is left at ``path``; partials that a killed download left are removed by the next
+        download to the same ``path`` (see :mod:`cse.partials`).
 
         With ``checkpoint`` (a file path; OSS V2 and cse-v1 objects), the object is read in parts, in
         parallel, into ``PATH.cse-partial``, and a failed or killed download continues where it stopped
@@ -1065,6 +1067,7 @@ class EncryptionClient:
         """
         target = Path(path)
         if checkpoint is not None:
+            remove_stale_partials(target)
             return transfer.download_file_in_parts(
                 self,
                 self._open(ref, encryption_context),
@@ -1075,7 +1078,7 @@ class EncryptionClient:
         directory = target.parent if str(target.parent) else Path(".")
         obj = self._open(ref, encryption_context, whole=True)
         try:
-            fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".cse-partial", dir=directory)
+            fd, tmp = create_partial(target)  # removes stale partials of a killed download to target
         except OSError as exc:
             obj.close()
             raise ConfigurationError(f"cannot write into {directory}: {exc.strerror or exc}") from None
