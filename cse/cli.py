@@ -96,6 +96,7 @@ def _envelope_dict(head: HeadResult) -> dict[str, Any]:
         "format": env.format,
         "content_algorithm": env.content_algorithm,
         "authentication": head.authentication,
+        **_integrity(head),
         "segment_size": env.segment_size,
         "encryption_context": env.encryption_context,
         "keys": [
@@ -110,6 +111,15 @@ def _envelope_dict(head: HeadResult) -> dict[str, Any]:
     }
 
 
+def _integrity(head: HeadResult) -> dict[str, Any]:
+    """For OSS V2 (AES-CTR, no integrity of its own): whether the object carries cse's plaintext MAC."""
+    if head.envelope.format != "oss-v2":
+        return {}
+    if head.envelope.plaintext_mac is not None:
+        return {"plaintext_mac": "present: whole reads are verified (cse wrote it); ranges are not"}
+    return {"plaintext_mac": "absent: nothing is verified (another writer, or a multipart upload)"}
+
+
 def _human_head(d: dict[str, Any]) -> str:
     lines = [
         f"url:                {d['url']}",
@@ -117,6 +127,8 @@ def _human_head(d: dict[str, Any]) -> str:
         f"format:             {d['format']} ({d['content_algorithm']})",
         f"authentication:     {d['authentication']}",
     ]
+    if "plaintext_mac" in d:
+        lines.append(f"plaintext MAC:      {d['plaintext_mac']}")
     if d["segment_size"]:
         lines.append(f"segment size:       {d['segment_size']}")
     if d["encryption_context"]:

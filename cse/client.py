@@ -21,8 +21,8 @@ from typing import IO, Any, BinaryIO
 from cse import registry, transfer
 from cse.cache import DataKeyCache
 from cse.config import CommitmentPolicy, TransferConfig
-from cse.content import ContentCodec, ContentMaterial, codec_for
-from cse.envelope import Envelope, WrappedKey
+from cse.content import ContentCodec, ContentMaterial, codec_for, plaintext_mac
+from cse.envelope import ContentAlgorithm, Envelope, WrappedKey
 from cse.exceptions import (
     AuthenticatedSizeLimitError,
     ConfigurationError,
@@ -96,7 +96,10 @@ class HeadResult:
 
     @property
     def authentication(self) -> str:
-        """``segment`` (every read verified), ``object`` (only whole reads) or ``none``."""
+        """``segment`` (every read verified), ``object`` (only whole reads: S3 V2/V3, and OSS V2 objects
+        that carry cse's plaintext MAC) or ``none``."""
+        if self.envelope.plaintext_mac is not None:
+            return "object"
         return codec_for(self.envelope.content_algorithm).authentication
 
 
@@ -604,14 +607,18 @@ class EncryptionClient:
             raise EncryptionError(f"cannot encrypt: {exc}") from None
         threshold = self.config.multipart_threshold
         if length is not None and length <= threshold:
-            return self._put_single(store, key, fmt, envelope, encryptor, source.read_exact(length), callback)
+            return self._put_single(
+                store, key, fmt, _with_mac(envelope, material, source.read_exact(length)), encryptor, callback
+            )
         head = memoryview(b"")
         if length is None:
             # Unknown length: read up to the threshold to see whether it fits in one request.
             buffer = bytearray(threshold + 1)
             head = memoryview(buffer)[: source.readinto(memoryview(buffer))]
             if len(head) <= threshold:
-                return self._put_single(store, key, fmt, envelope, encryptor, head, callback)
+                return self._put_single(
+                    store, key, fmt, _with_mac(envelope, material, head), encryptor, callback
+                )
         return self._put_multipart(store, key, fmt, envelope, encryptor, source, head, callback)
 
     def _put_single(
@@ -619,11 +626,11 @@ class EncryptionClient:
         store: Store,
         key: str,
         fmt: Format,
-        envelope: Envelope,
+        prepared: tuple[Envelope, memoryview],
         encryptor: Any,
-        plaintext: memoryview,
         callback: Callback | None,
     ) -> PutResult:
+        envelope, plaintext = prepared
         length = len(plaintext)
         if envelope.plaintext_length != length:
             envelope = envelope.model_copy(update={"plaintext_length": length})
@@ -1243,6 +1250,16 @@ class EncryptionClient:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _with_mac(
+    envelope: Envelope, material: ContentMaterial, plaintext: memoryview
+) -> tuple[Envelope, memoryview]:
+    """The envelope of a one-request put, with cse's plaintext MAC where the content cipher has no integrity
+    of its own (AES-CTR, OSS V2: see :func:`cse.content.plaintext_mac`); and the plaintext."""
+    if envelope.content_algorithm == ContentAlgorithm.AES_CTR and material.iv is not None:
+        envelope = envelope.model_copy(update={"plaintext_mac": plaintext_mac(material, plaintext)})
+    return envelope, plaintext
 
 
 def _describe_wrapped(wrapped: WrappedKey) -> str:
