@@ -4,7 +4,7 @@ of moto's S3 server and the OSS emulator, through the unmodified boto3 and oss2.
 
 Every operation succeeds (the store's retries) or fails with a cse error; nothing read is wrong; after a
 failure no unfinished upload and no partial file is left (a resumable transfer keeps its state on purpose and
-completes when run again). A seeded random soak closes the module (``CSE_SOAK_OPS`` operations, default 60;
+completes when run again). A seeded random soak closes the module (``CSE_SOAK_OPS`` operations, default 30;
 ``nox -s soak`` runs a longer one); it prints its seed and counts.
 """
 
@@ -427,7 +427,7 @@ def soak(cloud: Cloud, key: str, operations: int, seed: int, rate: float, tmp: P
 
 
 def test_random_soak(cloud: Cloud, key_a: str, tmp_path: Path) -> None:
-    operations = int(os.environ.get("CSE_SOAK_OPS", "40"))
+    operations = int(os.environ.get("CSE_SOAK_OPS", "30"))
     seed = int(os.environ.get("CSE_SOAK_SEED", str(int(time.time()) % 100_000)))
     rate = float(os.environ.get("CSE_SOAK_RATE", "0.15"))
     print(f"\nsoak on {cloud.name}: seed {seed} (CSE_SOAK_SEED={seed} repeats it)")

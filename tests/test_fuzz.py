@@ -37,7 +37,7 @@ pytest.importorskip("cse_s3")
 pytest.importorskip("cse_oss")
 
 FUZZ = settings(
-    max_examples=int(os.environ.get("CSE_FUZZ_EXAMPLES", "50")),
+    max_examples=int(os.environ.get("CSE_FUZZ_EXAMPLES", "30")),
     deadline=5000,
     derandomize=True,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
