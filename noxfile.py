@@ -1,4 +1,4 @@
-"""Every check of the project is a nox session: ``nox -s tests`` (the default), ``large``, ``lint``,
+"""Every check of the project is a nox session: ``nox -s tests`` (the default), ``large``, ``soak``, ``lint``,
 ``typecheck``, ``docs`` and ``bench``. Extra arguments after ``--`` go to the tool."""
 
 # How sessions install things
@@ -58,6 +58,22 @@ def tests(session: nox.Session) -> None:
     """The test suite without the 1 GiB tests, on two workers."""
     _sync(session)
     _run(session, "pytest", "-m", "not large", "-n", "2", "--timeout=300", *session.posargs)
+
+
+@nox.session(python=False)
+def soak(session: nox.Session) -> None:
+    """The fault soak of tests/test_faults.py, longer: 400 operations per store at a 20 % fault rate (set
+    CSE_SOAK_OPS, CSE_SOAK_RATE, CSE_SOAK_SEED to change them; the seed is printed); then the fuzz tests of
+    tests/test_fuzz.py with 500 examples each (CSE_FUZZ_EXAMPLES)."""
+    _sync(session)
+    env = {
+        "CSE_SOAK_OPS": os.environ.get("CSE_SOAK_OPS", "400"),
+        "CSE_SOAK_RATE": os.environ.get("CSE_SOAK_RATE", "0.2"),
+    }
+    soak_args = ["tests/test_faults.py", "-k", "soak", "-s", "-p", "no:logging"]
+    _run(session, "pytest", *soak_args, *session.posargs, env=env)
+    fuzz = {"CSE_FUZZ_EXAMPLES": os.environ.get("CSE_FUZZ_EXAMPLES", "500")}
+    _run(session, "pytest", "tests/test_fuzz.py", "-n", "2", *session.posargs, env=fuzz)
 
 
 @nox.session(python=False)

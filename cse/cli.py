@@ -96,6 +96,7 @@ def _envelope_dict(head: HeadResult) -> dict[str, Any]:
         "format": env.format,
         "content_algorithm": env.content_algorithm,
         "authentication": head.authentication,
+        **_integrity(head),
         "segment_size": env.segment_size,
         "encryption_context": env.encryption_context,
         "keys": [
@@ -110,6 +111,15 @@ def _envelope_dict(head: HeadResult) -> dict[str, Any]:
     }
 
 
+def _integrity(head: HeadResult) -> dict[str, Any]:
+    """For OSS V2 (AES-CTR, no integrity of its own): whether the object carries cse's plaintext MAC."""
+    if head.envelope.format != "oss-v2":
+        return {}
+    if head.envelope.plaintext_mac is not None:
+        return {"plaintext_mac": "present: whole reads are verified (cse wrote it); ranges are not"}
+    return {"plaintext_mac": "absent: nothing is verified (another writer, or a multipart upload)"}
+
+
 def _human_head(d: dict[str, Any]) -> str:
     lines = [
         f"url:                {d['url']}",
@@ -117,6 +127,8 @@ def _human_head(d: dict[str, Any]) -> str:
         f"format:             {d['format']} ({d['content_algorithm']})",
         f"authentication:     {d['authentication']}",
     ]
+    if "plaintext_mac" in d:
+        lines.append(f"plaintext MAC:      {d['plaintext_mac']}")
     if d["segment_size"]:
         lines.append(f"segment size:       {d['segment_size']}")
     if d["encryption_context"]:
@@ -471,6 +483,35 @@ def rm(url: str, as_json: bool) -> None:
     store.head(key)  # a clear error for a wrong URL
     store.delete(key)
     _emit(as_json, {"deleted": store.url(key)}, f"deleted {store.url(key)}")
+
+
+@main.command()
+@click.argument("url")
+@click.option("--abort", is_flag=True, help="Abort the uploads listed (their parts are deleted).")
+@click.option("--older-than", metavar="AGE", help="Only uploads started at least AGE ago: 90s, 30m, 2h, 7d.")
+@json_option
+@_handle_errors
+def uploads(url: str, abort: bool, older_than: str | None, as_json: bool) -> None:
+    """List the unfinished multipart uploads under URL (a prefix): key, upload id, start, parts, bytes.
+
+    A hard-killed put leaves one; with --abort they are aborted. An upload still running elsewhere would
+    fail if aborted, so give --older-than when some may be.
+    """
+    from cse import uploads as unfinished
+
+    age = unfinished.parse_age(older_than) if older_than is not None else None
+    found = (unfinished.abort_uploads if abort else unfinished.list_uploads)(url, older_than=age)
+    rows = [u.as_dict() for u in found]
+    if as_json:
+        _emit(True, {"aborted": rows} if abort else rows, "")
+        return
+    for row in rows:
+        click.echo(
+            f"{'aborted  ' if abort else ''}{row['initiated'] or '-':<32}  {row['parts']:>5} parts  "
+            f"{row['bytes']:>14} bytes  {row['upload_id']}  {row['url']}"
+        )
+    if not rows:
+        click.echo(f"no unfinished uploads under {url}", err=True)
 
 
 @main.command()

@@ -10,7 +10,6 @@ import contextlib
 import io
 import os
 import queue
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -22,8 +21,8 @@ from typing import IO, Any, BinaryIO
 from cse import registry, transfer
 from cse.cache import DataKeyCache
 from cse.config import CommitmentPolicy, TransferConfig
-from cse.content import ContentCodec, ContentMaterial, codec_for
-from cse.envelope import Envelope, WrappedKey
+from cse.content import ContentCodec, ContentMaterial, codec_for, plaintext_mac
+from cse.envelope import ContentAlgorithm, Envelope, WrappedKey
 from cse.exceptions import (
     AuthenticatedSizeLimitError,
     ConfigurationError,
@@ -31,11 +30,11 @@ from cse.exceptions import (
     EncryptionContextMismatchError,
     EncryptionError,
     MetadataError,
-    MultipartError,
     NoMatchingKeyError,
     StoreError,
 )
 from cse.formats.base import Format
+from cse.partials import create_partial, remove_stale_partials
 from cse.providers import KeyProvider, KeyRequest
 from cse.ranges import ByteRange, parse_range, resolve_range
 from cse.stores.base import GetResult, ObjectInfo, PartInfo, Store
@@ -97,7 +96,10 @@ class HeadResult:
 
     @property
     def authentication(self) -> str:
-        """``segment`` (every read verified), ``object`` (only whole reads) or ``none``."""
+        """``segment`` (every read verified), ``object`` (only whole reads: S3 V2/V3, and OSS V2 objects
+        that carry cse's plaintext MAC) or ``none``."""
+        if self.envelope.plaintext_mac is not None:
+            return "object"
         return codec_for(self.envelope.content_algorithm).authentication
 
 
@@ -615,7 +617,13 @@ class EncryptionClient:
         threshold = self.config.multipart_threshold
         if length is not None and length <= threshold:
             return self._put_single(
-                store, key, fmt, envelope, encryptor, source.read_exact(length), callback, extra
+                store,
+                key,
+                fmt,
+                _with_mac(envelope, material, source.read_exact(length)),
+                encryptor,
+                callback,
+                extra,
             )
         head = memoryview(b"")
         if length is None:
@@ -623,7 +631,9 @@ class EncryptionClient:
             buffer = bytearray(threshold + 1)
             head = memoryview(buffer)[: source.readinto(memoryview(buffer))]
             if len(head) <= threshold:
-                return self._put_single(store, key, fmt, envelope, encryptor, head, callback, extra)
+                return self._put_single(
+                    store, key, fmt, _with_mac(envelope, material, head), encryptor, callback, extra
+                )
         return self._put_multipart(store, key, fmt, envelope, encryptor, source, head, callback, extra)
 
     def _put_single(
@@ -631,12 +641,12 @@ class EncryptionClient:
         store: Store,
         key: str,
         fmt: Format,
-        envelope: Envelope,
+        prepared: tuple[Envelope, memoryview],
         encryptor: Any,
-        plaintext: memoryview,
         callback: Callback | None,
         extra: Mapping[str, str] | None = None,
     ) -> PutResult:
+        envelope, plaintext = prepared
         length = len(plaintext)
         if envelope.plaintext_length != length:
             envelope = envelope.model_copy(update={"plaintext_length": length})
@@ -773,12 +783,9 @@ class EncryptionClient:
             done.sort(key=lambda p: p.part_number)
             info = store.complete_multipart(key, upload_id, done)
         except BaseException as exc:
-            with contextlib.suppress(Exception):
-                store.abort_multipart(key, upload_id)
-            if isinstance(exc, StoreError) and not isinstance(exc, MultipartError):
-                raise MultipartError(
-                    f"multipart upload of {store.url(key)} failed and was aborted: {exc}"
-                ) from exc
+            from cse.uploads import raise_aborted
+
+            raise_aborted(exc, store, key, upload_id)
             raise
         return PutResult(store.url(key), info.etag, total_plain, total_cipher, envelope, len(done))
 
@@ -1073,8 +1080,10 @@ class EncryptionClient:
     ) -> HeadResult:
         """Decrypt an object into a local file, atomically.
 
-        The plaintext goes to a temporary file beside ``path``, which is renamed into place only after the
-        whole object verified. On any failure, no file (and no partial file) is left at ``path``.
+        The plaintext goes to a temporary file beside ``path`` (``.NAME.<random>.cse-partial``, mode 0600),
+        which is renamed into place only after the whole object verified. On any failure, no file (and no
+        partial file) is left at ``path``; partials that a killed download left are removed by the next
+        download to the same ``path`` (see :mod:`cse.partials`).
 
         With ``checkpoint`` (a file path; OSS V2 and cse-v1 objects), the object is read in parts, in
         parallel, into ``PATH.cse-partial``, and a failed or killed download continues where it stopped
@@ -1082,6 +1091,7 @@ class EncryptionClient:
         """
         target = Path(path)
         if checkpoint is not None:
+            remove_stale_partials(target)
             return transfer.download_file_in_parts(
                 self,
                 self._open(ref, encryption_context),
@@ -1092,7 +1102,7 @@ class EncryptionClient:
         directory = target.parent if str(target.parent) else Path(".")
         obj = self._open(ref, encryption_context, whole=True)
         try:
-            fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".cse-partial", dir=directory)
+            fd, tmp = create_partial(target)  # removes stale partials of a killed download to target
         except OSError as exc:
             obj.close()
             raise ConfigurationError(f"cannot write into {directory}: {exc.strerror or exc}") from None
@@ -1257,6 +1267,16 @@ class EncryptionClient:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _with_mac(
+    envelope: Envelope, material: ContentMaterial, plaintext: memoryview
+) -> tuple[Envelope, memoryview]:
+    """The envelope of a one-request put, with cse's plaintext MAC where the content cipher has no integrity
+    of its own (AES-CTR, OSS V2: see :func:`cse.content.plaintext_mac`); and the plaintext."""
+    if envelope.content_algorithm == ContentAlgorithm.AES_CTR and material.iv is not None:
+        envelope = envelope.model_copy(update={"plaintext_mac": plaintext_mac(material, plaintext)})
+    return envelope, plaintext
 
 
 def _describe_wrapped(wrapped: WrappedKey) -> str:

@@ -49,8 +49,13 @@ class TransferConfig:
     max_authenticated_buffer: int = 64 * MiB
     #: cse-v1 plaintext segment size.
     segment_size: int = DEFAULT_SEGMENT_SIZE
-    #: Attempts per part upload (1 = no retry). A retried part is re-sent with the same ciphertext.
-    part_attempts: int = 3
+    #: Attempts per part upload by the multipart engine, on top of the store's own retries of each request
+    #: (1, the default: none; a retried part is re-sent with the same ciphertext). The store owns the
+    #: retry budget of a request: S3 (botocore, standard mode) and OSS (the store) send a request at most
+    #: 4 times, retrying only time-outs, connection failures, throttling and 5xx; file:// and memory://
+    #: do not retry. So with the defaults one part is sent at most 4 times, and at most
+    #: ``part_attempts * 4`` times in general.
+    part_attempts: int = 1
 
     def __post_init__(self) -> None:
         checks = {

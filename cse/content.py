@@ -22,6 +22,8 @@ from cse.exceptions import ConfigurationError, DecryptionError, MetadataError
 
 __all__ = [
     "DEFAULT_SEGMENT_SIZE",
+    "PLAINTEXT_MAC_INFO",
+    "plaintext_mac",
     "ContentCodec",
     "ContentMaterial",
     "RangePlan",
@@ -225,8 +227,67 @@ class CommittingGcmCodec(GcmCodec):
         return ciphers.CommittingGcmDecryptor(material.key, envelope.message_id, envelope.commitment)
 
 
+#: The HKDF ``info`` of the key of cse's plaintext MAC of OSS V2 objects.
+PLAINTEXT_MAC_INFO = b"cse oss-v2 plaintext mac v1"
+
+
+def _mac_key(material: ContentMaterial) -> bytes:
+    """HKDF-SHA256(IKM = the content key, salt = the 16-byte CTR IV, info = PLAINTEXT_MAC_INFO), 32 bytes."""
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+    iv = _need_iv(material, 16)
+    return HKDF(algorithm=hashes.SHA256(), length=32, salt=iv, info=PLAINTEXT_MAC_INFO).derive(material.key)
+
+
+def plaintext_mac(material: ContentMaterial, plaintext: bytes | bytearray | memoryview) -> bytes:
+    """cse's MAC of an OSS V2 object's plaintext: HMAC-SHA256 under the key :func:`_mac_key` derives from
+    the content key and IV, over the plaintext followed by its length as 8 big-endian bytes.
+
+    Binding the key and the IV, it catches a swapped wrapped key or IV (``client-side-encryption-key`` /
+    ``-start``) and any change of the body, on whole-object reads (docs/oss.md).
+    """
+    mac = hmac.new(_mac_key(material), digestmod="sha256")
+    mac.update(plaintext)
+    mac.update(len(memoryview(plaintext).cast("B")).to_bytes(8, "big"))
+    return mac.digest()
+
+
+class _MacCheckingCtr:
+    """CTR decryption of a whole body that also MACs the plaintext; ``finalize`` checks the MAC."""
+
+    def __init__(self, material: ContentMaterial, expected: bytes) -> None:
+        self._ctr = ciphers.CtrCipher(material.key, _need_iv(material, 16))
+        self._mac = hmac.new(_mac_key(material), digestmod="sha256")
+        self._expected = expected
+        self._length = 0
+
+    def output_size(self, input_length: int) -> int:
+        """As CTR."""
+        return self._ctr.output_size(input_length)
+
+    def update_into(self, data: bytes | bytearray | memoryview, out: bytearray | memoryview) -> int:
+        """Decrypt, and MAC what came out."""
+        n = self._ctr.update_into(data, out)
+        self._mac.update(memoryview(out)[:n])
+        self._length += n
+        return n
+
+    def finalize(self) -> bytes:
+        """The opaque :class:`DecryptionError` unless the plaintext's MAC is the recorded one."""
+        tail = self._ctr.finalize()
+        self._mac.update(tail)
+        self._length += len(tail)
+        self._mac.update(self._length.to_bytes(8, "big"))
+        if not hmac.compare_digest(self._mac.digest(), self._expected):
+            raise DecryptionError()
+        return tail
+
+
 class CtrCodec(ContentCodec):
-    """AES-256-CTR (OSS V2). Nothing is authenticated; any byte range is served directly."""
+    """AES-256-CTR (OSS V2). Nothing is authenticated by the format; any byte range is served directly.
+    Objects cse wrote in one request carry cse's plaintext MAC (:func:`plaintext_mac`), which the whole-body
+    decryptor checks."""
 
     algorithm = ContentAlgorithm.AES_CTR
     authentication = "none"
@@ -260,7 +321,9 @@ class CtrCodec(ContentCodec):
     def decryptor(
         self, material: ContentMaterial, envelope: Envelope, ciphertext_length: int
     ) -> ciphers.StreamTransform:
-        """CTR from the start."""
+        """CTR from the start; checking cse's plaintext MAC at the end when the object has one."""
+        if envelope.plaintext_mac is not None:
+            return _MacCheckingCtr(material, envelope.plaintext_mac)
         return ciphers.CtrCipher(material.key, _need_iv(material, 16))
 
     def plan_range(self, envelope: Envelope, ciphertext_length: int, start: int, end: int) -> RangePlan:

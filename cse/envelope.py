@@ -133,6 +133,9 @@ class Envelope(BaseModel):
     plaintext_length: int | None = Field(default=None, ge=0)
     #: OSS ``unencrypted-content-md5``.
     plaintext_md5: str | None = None
+    #: cse's MAC of the plaintext (32 bytes; OSS V2 objects cse wrote in one request, see
+    #: :func:`cse.content.plaintext_mac`), checked on whole-object reads.
+    plaintext_mac: bytes | None = Field(default=None, min_length=32, max_length=32)
     #: OSS multipart ``data-size`` and ``part-size``.
     data_size: int | None = Field(default=None, ge=0)
     part_size: int | None = Field(default=None, gt=0)

@@ -46,7 +46,6 @@ from cse.exceptions import (
     ConfigurationError,
     CseError,
     DecryptionError,
-    MultipartError,
     ObjectNotFoundError,
     StoreError,
 )
@@ -163,11 +162,34 @@ def _fresh_plan(
     return _Plan(upload_id, envelope, material, part_size, resumed=False)
 
 
+#: The largest part size a checkpoint may give (S3's and OSS's limit); a larger one is a damaged file.
+_MAX_PART = 5 * 1024**3
+
+
+def _is_int(value: Any, low: int, high: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
+
+
+def _upload_checkpoint_ok(data: dict[str, Any], size: int) -> bool:
+    """Whether an upload checkpoint's fields have the types and ranges cse writes (a damaged or foreign
+    file is not resumed from: a fresh upload starts)."""
+    metadata, parts = data.get("metadata"), data.get("parts", {})
+    return (
+        isinstance(data.get("upload_id"), str)
+        and bool(data["upload_id"])
+        and _is_int(data.get("part_size"), 1, min(_MAX_PART, max(size, 1)))
+        and isinstance(metadata, dict)
+        and all(isinstance(k, str) and isinstance(v, str) for k, v in metadata.items())
+        and isinstance(parts, dict)
+    )
+
+
 def _plan_from_checkpoint(
     client: EncryptionClient, store: Store, key: str, fmt: Format, data: dict[str, Any], stat: os.stat_result
 ) -> _Plan | None:
     if (
-        data.get("kind") != "upload"
+        not _upload_checkpoint_ok(data, stat.st_size)
+        or data.get("kind") != "upload"
         or data.get("url") != store.url(key)
         or data.get("size") != stat.st_size
         or data.get("mtime_ns") != stat.st_mtime_ns
@@ -256,17 +278,14 @@ def upload_file_in_parts(
             return _upload_parts(client, store, key, fmt, fd, size, plan, checkpoint, state, lock, callback)
         except BaseException as exc:
             if checkpoint is None:
-                with contextlib.suppress(Exception):
-                    store.abort_multipart(key, plan.upload_id)
-                if isinstance(exc, StoreError) and not isinstance(exc, MultipartError):
-                    raise MultipartError(
-                        f"multipart upload of {store.url(key)} failed and was aborted: {exc}"
-                    ) from exc
+                from cse.uploads import raise_aborted
+
+                raise_aborted(exc, store, key, plan.upload_id)
                 raise
             if isinstance(exc, CseError):
                 raise type(exc)(
                     f"{exc} -- the upload {plan.upload_id} is kept: run the same upload with the checkpoint "
-                    f"{checkpoint} to continue it, or abort it (cse rm --uploads)"
+                    f"{checkpoint} to continue it, or abort it (cse uploads {store.url(key)} --abort)"
                 ) from exc
             raise
     finally:
@@ -378,8 +397,11 @@ def download_file_in_parts(
     count = max(1, -(-obj.size // part))
     saved = read_checkpoint(checkpoint)
     done: set[int] = set()
+    recorded = saved.get("done", []) if saved is not None else []
     if (
         saved is not None
+        and isinstance(recorded, list)
+        and all(_is_int(n, 1, count) for n in recorded)
         and saved.get("kind") == "download"
         and saved.get("url") == url
         and saved.get("etag") == obj.info.etag
@@ -387,7 +409,7 @@ def download_file_in_parts(
         and saved.get("part_size") == part
         and partial.exists()
     ):
-        done = {int(n) for n in saved.get("done", [])}
+        done = set(recorded)
     else:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(partial)

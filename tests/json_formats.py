@@ -29,7 +29,7 @@ class _JsonFormat(Format):
     def decode(self, metadata: Mapping[str, str]) -> Envelope:
         try:
             doc: dict[str, Any] = json.loads(metadata[self.field])
-            for name in ("iv", "message_id", "commitment"):
+            for name in ("iv", "message_id", "commitment", "plaintext_mac"):
                 if doc.get(name) is not None:
                     doc[name] = base64.b64decode(doc[name])
             for wk in doc["wrapped_keys"]:
@@ -42,7 +42,7 @@ class _JsonFormat(Format):
 
     def encode(self, envelope: Envelope) -> dict[str, str]:
         doc = envelope.model_dump()
-        for name in ("iv", "message_id", "commitment", "salt", "nonce_prefix"):
+        for name in ("iv", "message_id", "commitment", "salt", "nonce_prefix", "plaintext_mac"):
             if doc.get(name) is not None:
                 doc[name] = base64.b64encode(doc[name]).decode()
         for wk in doc["wrapped_keys"]:

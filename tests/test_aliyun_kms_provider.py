@@ -303,8 +303,8 @@ def test_default_client_settings(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ALIBABA_CLOUD_ACCESS_KEY_ID", AK)
     monkeypatch.setenv("ALIBABA_CLOUD_ACCESS_KEY_SECRET", SECRET)
     client = AliyunKmsProvider(REGION, "k").client
-    assert (client._connect_timeout, client._read_timeout) == (5.0, 30.0)
-    assert client.is_auto_retry() and client.get_max_retry_num() == 2
+    assert (client._connect_timeout, client._read_timeout) == (2.0, 4.0)
+    assert not client.is_auto_retry()  # the provider owns the retries (cse.retry)
     client = AliyunKmsProvider.from_uri(
         f"aliyun-kms://{REGION}/k?connect-timeout=2&read-timeout=7.5&max-attempts=1"
     ).client

@@ -381,7 +381,7 @@ def test_uri_keys(uri: str, key_id: str, region: str | None, monkeypatch: pytest
 def test_uri_options(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
     uri = (
-        f"aws-kms://{KEY}?region=us-west-2&connect-timeout=2&read-timeout=10.5&max-attempts=2"
+        f"aws-kms://{KEY}?region=us-west-2&connect-timeout=2&read-timeout=10.5&max-attempts=2&deadline=20"
         "&allow-legacy=true&endpoint-url=http://127.0.0.1:1"
     )
     provider = AwsKmsProvider.from_uri(uri)
@@ -390,12 +390,17 @@ def test_uri_options(monkeypatch: pytest.MonkeyPatch) -> None:
     assert provider.client.meta.region_name == "us-west-2"
     assert provider.client.meta.endpoint_url == "http://127.0.0.1:1"
     assert (config.connect_timeout, config.read_timeout) == (2.0, 10.5)
-    assert config.retries == {"total_max_attempts": 2, "mode": "standard"}
+    # botocore sends once; the provider owns the retries (cse.retry)
+    assert config.retries == {"total_max_attempts": 1, "mode": "standard"}
+    policy = provider._retry_policy()
+    assert (policy.max_attempts, policy.deadline, policy.attempt_timeout) == (2, 20.0, 10.5)
     assert "cse-aws-kms/" in config.user_agent_extra
 
     defaults = AwsKmsProvider(KEY, region="us-east-1").client.meta.config
-    assert (defaults.connect_timeout, defaults.read_timeout) == (5.0, 30.0)
-    assert defaults.retries == {"total_max_attempts": 3, "mode": "standard"}
+    assert (defaults.connect_timeout, defaults.read_timeout) == (2.0, 4.0)
+    assert defaults.retries == {"total_max_attempts": 1, "mode": "standard"}
+    policy = AwsKmsProvider(KEY, region="us-east-1")._retry_policy()
+    assert (policy.max_attempts, policy.deadline) == (3, 15.0)
 
     discovery = AwsKmsProvider.from_uri(
         f"aws-kms://?discovery=true&discovery-accounts={ACCOUNT},{OTHER_ACCOUNT}"
@@ -530,7 +535,7 @@ def test_dead_endpoint_fails_with_kms_error(monkeypatch: pytest.MonkeyPatch, mot
     with pytest.raises(KmsError) as info:
         provider.generate_data_key(_v3())
     message = str(info.value)
-    for part in ("127.0.0.1:9", "GenerateDataKey", KEY, "us-east-1", "after 1 attempt"):
+    for part in ("127.0.0.1:9", "GenerateDataKey", KEY, "us-east-1", "1 attempt(s) in"):
         assert part in message
     assert info.value.__cause__ is not None
     # The same through AWS_ENDPOINT_URL_KMS, on unwrap.
@@ -579,7 +584,7 @@ def test_error_mapping_of_what_moto_does_not_send(moto_endpoint: str) -> None:
         ),
         ("IncorrectKeyException", "", "Decrypt", DecryptionError, AUTHENTICATION_FAILED),
         ("InvalidCiphertextException", "", "Decrypt", DecryptionError, AUTHENTICATION_FAILED),
-        ("ThrottlingException", "Rate exceeded", "Decrypt", KmsError, "still throttled after 4 attempt"),
+        ("ThrottlingException", "Rate exceeded", "Decrypt", KmsError, "still throttled; raise max-attempts"),
         ("DisabledException", "k is disabled.", "Encrypt", KmsError, "the key is disabled"),
         ("KMSInvalidStateException", "pending deletion", "Decrypt", KmsError, "pending deletion"),
         ("UnrecognizedClientException", "bad token", "Encrypt", KmsError, "check the AWS credentials"),

@@ -111,7 +111,8 @@ def test_every_command_on_oss(
 
     head = _json("head", url)
     assert head["format"] == "oss-v2" and head["size"] == len(data)
-    assert head["authentication"] == "none"
+    assert head["authentication"] == "object"  # cse's plaintext MAC: cse wrote it in one request
+    assert head["plaintext_mac"].startswith("present")
     assert head["keys"][0]["wrap_algorithm"] == wrap
     assert head["encryption_context"] == {}
     assert "ciphertext" not in json.dumps(head)
@@ -244,7 +245,8 @@ def test_what_oss_v2_detects_and_what_it_does_not(
     """The integrity section of docs/oss.md: CTR has no integrity; the CRC-64 and the length guard it.
 
     In transit: CRC-64 mismatch. Truncated at rest: the recorded plaintext length. A damaged wrapped IV:
-    the unwrap fails. A byte changed at rest: decrypts to one changed byte, undetected.
+    the unwrap fails. A byte changed at rest: cse's plaintext MAC on a whole read; a range decrypts to one
+    changed byte, undetected.
     """
     path, data = source
     url = f"oss://{oss_bucket_name}/v2.bin"
@@ -262,9 +264,12 @@ def test_what_oss_v2_detects_and_what_it_does_not(
     oss_emulator.replace_metadata(oss_bucket_name, "v2.bin", meta)
 
     oss_emulator.tamper_object(oss_bucket_name, "v2.bin", offset=1234)
-    changed = _cat(url, key_a)  # NOT detected: the server recomputed the CRC-64 of what it stores
-    assert len(changed) == len(data) and changed != data
-    assert [i for i in range(len(data)) if changed[i] != data[i]] == [1234]
+    # The server recomputed the CRC-64 of what it stores, so only cse's plaintext MAC (objects cse wrote in
+    # one request) catches the change, on whole reads ...
+    assert "authentication failed" in _error(_run("cat", url, "--key", key_a))
+    # ... and not in a range, which the MAC does not cover: there it decrypts to one changed byte.
+    changed = _run("cat", url, "--key", key_a, "--range", "1000-1999").stdout_bytes
+    assert len(changed) == 1000 and [i for i in range(1000) if changed[i] != data[1000 + i]] == [234]
 
     oss_emulator.truncate_object(oss_bucket_name, "v2.bin", len(data) - 16)
     line = _error(_run("cat", url, "--key", key_a))

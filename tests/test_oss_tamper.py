@@ -273,6 +273,7 @@ def test_wrong_rsa_key_is_an_opaque_authentication_failure(
 @pytest.mark.parametrize(
     ("size", "offset"), [(1, 0), (4000, 0), (4000, 1234), (4000, 3999), (700 * KiB + 3, 400 * KiB + 5)]
 )
+@pytest.mark.parametrize("writer", ["oss2", "cse"])
 def test_oss_v2_change_at_rest_flips_exactly_that_plaintext_byte(
     client: EncryptionClient,
     store: OssStore,
@@ -282,27 +283,45 @@ def test_oss_v2_change_at_rest_flips_exactly_that_plaintext_byte(
     tmp_path: Path,
     size: int,
     offset: int,
+    writer: str,
 ) -> None:
     """Documented limitation of ``oss-v2``: AES-CTR has no integrity and the server recomputes the CRC-64 of
-    what it stores, so a byte changed at rest passes the CRC check and cse (like oss2) returns the plaintext
-    with exactly that byte XORed by the same mask, whole, ranged and through ``download_file``."""
+    what it stores, so a byte changed at rest passes the CRC check. An object without cse's plaintext MAC
+    (written by oss2) reads, like oss2 reads it, with exactly that byte XORed by the same mask, whole, ranged
+    and through ``download_file``. An object cse wrote carries the MAC: whole reads (``get``,
+    ``download_file``) refuse it with the opaque DecryptionError and leave no file; ranged reads still flip
+    the byte (a range is not covered by the MAC)."""
     data = (PLAINTEXT * (size // len(PLAINTEXT) + 1))[:size]
     ref = (store, "obj")
-    client.put(ref, data)
+    bucket = _oss2_rsa_bucket(oss_emulator, oss_bucket_name, key_a)
+    if writer == "cse":
+        client.put(ref, data)
+    else:
+        bucket.put_object("obj", data)
+    # cse writes the MAC on objects it puts in one request; multipart ones go without (docs/oss.md)
+    has_mac = client.head(ref).envelope.plaintext_mac is not None
+    assert has_mac == (writer == "cse" and size <= MULTIPART.multipart_threshold)
     xor = 0x5A
     oss_emulator.tamper_object(oss_bucket_name, "obj", offset, xor=xor)
     expected = bytearray(data)
     expected[offset] ^= xor
-    got = client.get(ref)  # no StoreError: the CRC-64 the server reports is that of the changed bytes
-    assert got == bytes(expected)
-    assert [i for i in range(size) if got[i] != data[i]] == [offset]
-    lo, hi = max(0, offset - 20), min(size - 1, offset + 20)
-    assert client.get(ref, range=f"{lo}-{hi}") == bytes(expected[lo : hi + 1])
     target = tmp_path / "plain.bin"
-    client.download_file(ref, target)
-    assert target.read_bytes() == bytes(expected)
-    # oss2's CryptoBucket (CRC checks on) is no wiser.
-    bucket = _oss2_rsa_bucket(oss_emulator, oss_bucket_name, key_a)
+    if has_mac:
+        with pytest.raises(DecryptionError):
+            client.get(ref)
+        with pytest.raises(DecryptionError):
+            client.download_file(ref, target)
+        assert not target.exists()
+    else:
+        got = client.get(ref)  # no StoreError: the CRC-64 the server reports is that of the changed bytes
+        assert got == bytes(expected)
+        assert [i for i in range(size) if got[i] != data[i]] == [offset]
+        client.download_file(ref, target)
+        assert target.read_bytes() == bytes(expected)
+    lo, hi = max(0, offset - 20), min(size - 1, offset + 20)
+    if not has_mac or (lo, hi) != (0, size - 1):  # a range that is the whole object is a whole read
+        assert client.get(ref, range=f"{lo}-{hi}") == bytes(expected[lo : hi + 1])
+    # oss2's CryptoBucket (CRC checks on) is no wiser, and ignores cse's MAC header.
     assert bucket.get_object("obj").read() == bytes(expected)
 
 

@@ -572,7 +572,9 @@ class FileStore(Store):
             raise self._error("read the multipart upload of", key, exc) from exc
         except ValueError as exc:
             raise StoreError(f"the multipart upload record {path} is malformed ({exc}); abort it") from exc
-        if not isinstance(doc, dict) or doc.get("key") != key:
+        # The folder sits beside the object; the record's key may be from another root (a parent folder
+        # opened as the store), so only the object's name must match.
+        if not isinstance(doc, dict) or str(doc.get("key")).rsplit("/", 1)[-1] != key.rsplit("/", 1)[-1]:
             raise ObjectNotFoundError(f"no multipart upload {upload_id!r} of {self.url(key)}")
         return folder, doc
 
@@ -931,7 +933,14 @@ class FileStore(Store):
                 initiated = _parse_time(doc["initiated"])
             except (OSError, ValueError, KeyError, TypeError):
                 continue  # being created, or not an upload record
-            if isinstance(key, str) and key.startswith(prefix) and isinstance(metadata, dict):
+            if not isinstance(key, str) or not isinstance(metadata, dict):
+                continue
+            # The record names the key from the root the upload was started under; the upload lives
+            # beside its object, so its key from this store's root follows from where it was found.
+            rel = os.path.relpath(directory, self.root)
+            name = key.rsplit("/", 1)[-1]
+            key = name if rel == os.curdir else "/".join([*rel.split(os.sep), name])
+            if key.startswith(prefix):
                 out.append(UploadInfo(key, upload_id, initiated, dict(metadata)))
         try:
             with os.scandir(directory) as it:

@@ -109,6 +109,8 @@ WRAP_ALG = "client-side-encryption-wrap-alg"
 MATDESC = "client-side-encryption-matdesc"
 UNENCRYPTED_LENGTH = "client-side-encryption-unencrypted-content-length"
 UNENCRYPTED_MD5 = "client-side-encryption-unencrypted-content-md5"
+#: cse's own MAC of the plaintext (base64 of 32 bytes), which the official SDKs ignore (docs/oss.md).
+PLAINTEXT_MAC = "cse-plaintext-mac"
 DATA_SIZE = "client-side-encryption-data-size"
 PART_SIZE = "client-side-encryption-part-size"
 
@@ -233,6 +235,7 @@ def _ctr_envelope(
     plaintext_md5: str | None,
     data_size: int | None = None,
     part_size: int | None = None,
+    plaintext_mac: bytes | None = None,
 ) -> Envelope:
     """The envelope of an OSS object: AES-CTR, one wrapped key with its wrapped IV, and its sizes."""
     try:
@@ -250,9 +253,24 @@ def _ctr_envelope(
             plaintext_md5=plaintext_md5,
             data_size=data_size,
             part_size=part_size,
+            plaintext_mac=plaintext_mac,
         )
     except ValidationError as exc:
         raise MetadataError(f"{fmt} metadata is invalid: {_first_error(exc)}") from None
+
+
+def _plaintext_mac(metadata: Mapping[str, str], fmt: str) -> bytes | None:
+    """cse's plaintext MAC, if the object has one: base64 of exactly 32 bytes, else MetadataError."""
+    value = metadata.get(PLAINTEXT_MAC)
+    if value is None:
+        return None
+    try:
+        mac = base64.b64decode(value.encode("ascii"), validate=True)
+    except (ValueError, UnicodeError):
+        mac = b""
+    if len(mac) != 32:
+        raise MetadataError(f"{fmt} metadata field {PLAINTEXT_MAC!r} is not base64 of a 32-byte MAC")
+    return mac
 
 
 def _blob_text(value: bytes, what: str, fmt: str) -> str:
@@ -326,6 +344,7 @@ class OssV2Format(Format):
             plaintext_md5=_md5(metadata, UNENCRYPTED_MD5, fmt),
             data_size=_decimal(metadata, DATA_SIZE, fmt),
             part_size=_decimal(metadata, PART_SIZE, fmt, positive=True),
+            plaintext_mac=_plaintext_mac(metadata, fmt),
         )
 
     def encode(self, envelope: Envelope) -> dict[str, str]:
@@ -371,6 +390,8 @@ class OssV2Format(Format):
             out[DATA_SIZE] = str(envelope.data_size)
         if envelope.part_size is not None:
             out[PART_SIZE] = str(envelope.part_size)
+        if envelope.plaintext_mac is not None:
+            out[PLAINTEXT_MAC] = _b64(envelope.plaintext_mac)
         return out
 
     def part_headers(self, envelope: Envelope) -> dict[str, str]:
@@ -383,7 +404,9 @@ class OssV2Format(Format):
         if envelope.part_size is None:
             return {}
         encoded = self.encode(envelope)
-        return {k: v for k, v in encoded.items() if k not in (UNENCRYPTED_LENGTH, UNENCRYPTED_MD5)}
+        return {
+            k: v for k, v in encoded.items() if k not in (UNENCRYPTED_LENGTH, UNENCRYPTED_MD5, PLAINTEXT_MAC)
+        }
 
 
 class OssV1Format(Format):

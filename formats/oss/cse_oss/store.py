@@ -11,7 +11,12 @@ tokens with ``oss2.StsAuth``), and uses it as it is. :meth:`OssStore.from_url` a
 * credentials from ``OSS_ACCESS_KEY_ID`` / ``OSS_ACCESS_KEY_SECRET`` (and ``OSS_SESSION_TOKEN``), or else
   ``ALIBABA_CLOUD_ACCESS_KEY_ID`` / ``ALIBABA_CLOUD_ACCESS_KEY_SECRET`` (and
   ``ALIBABA_CLOUD_SECURITY_TOKEN``);
-* timeouts: 10 s to connect, 60 s without a byte read; oss2 retries requests that fail to connect.
+* timeouts: 5 s to connect, 30 s without a byte read.
+
+Retries. oss2 sends each request once; the store owns the retry budget of a request: at most 4 sends
+(:data:`REQUEST_ATTEMPTS`), retried only after a connection failure or time-out, throttling or a 5xx answer,
+with full-jitter backoff (:mod:`cse.retry`), rewinding a streamed body. cse's multipart engine sends each
+part once (:attr:`cse.TransferConfig.part_attempts`), so a part is sent at most 4 times.
 
 User metadata travels as ``x-oss-meta-*`` headers, ASCII only.
 
@@ -42,10 +47,12 @@ from __future__ import annotations
 
 import builtins
 import contextlib
+import http.client
 import logging
 import os
 import re
 import threading
+import types
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -62,6 +69,7 @@ from cse.exceptions import (
     ObjectNotFoundError,
     StoreError,
 )
+from cse.retry import Attempts, RetryPolicy, retry_call
 from cse.stores.base import (
     BufferReader,
     GetResult,
@@ -77,12 +85,43 @@ from cse.stores.base import (
 )
 from cse_oss.crc64 import crc64, crc64_combine
 
-__all__ = ["MAX_COPY_SIZE", "OssStore", "default_bucket"]
+__all__ = ["MAX_COPY_SIZE", "REQUEST_ATTEMPTS", "OssStore", "default_bucket"]
 
 _PREFIX = "oss://"
 _META = "x-oss-meta-"
 KiB = 1024
 MiB = 1024 * KiB
+#: Sends of one request, the first included (the store retries; oss2 does not).
+REQUEST_ATTEMPTS = 4
+# No retry starts after 5 minutes (a part of 8 MiB moves in well under that on a working network).
+_REQUEST_POLICY = RetryPolicy(max_attempts=REQUEST_ATTEMPTS, deadline=300.0, base_delay=0.2, max_delay=5.0)
+_RETRYABLE_CODES = frozenset(
+    {
+        "RequestTimeout",
+        "SlowDown",
+        "Throttling",
+        "ServiceUnavailable",
+        "InternalError",
+        "RequestTimeTooSkewed",
+    }
+)
+
+
+# What oss2 lets through when an answer is cut while it reads it (not wrapped in an OssError): requests'
+# exceptions (OSError subclasses, such as ChunkedEncodingError) and http.client's.
+_TRANSPORT_ERRORS: tuple[type[BaseException], ...] = (OSError, http.client.HTTPException)
+
+
+def _retryable(exc: BaseException) -> bool:
+    """Whether another send can help: no answer (connection failure, time-out), throttling, or a 5xx."""
+    if isinstance(exc, (oss_errors.RequestError, *_TRANSPORT_ERRORS)):
+        return True
+    if isinstance(exc, oss_errors.ServerError):
+        status = getattr(exc, "status", 0)
+        return status >= 500 or status == 429 or str(getattr(exc, "code", "") or "") in _RETRYABLE_CODES
+    return False
+
+
 #: The largest object a single CopyObject copies; larger ones are copied part by part (UploadPartCopy).
 MAX_COPY_SIZE = 1024 * MiB
 #: Part size of such copies.
@@ -165,7 +204,7 @@ def default_bucket(name: str, *, endpoint: str | None = None, region: str | None
             endpoint,
             name,
             session=oss2.Session(pool_size=32),
-            connect_timeout=(10, 60),
+            connect_timeout=(5, 30),
             enable_crc=False,
             region=region,
             app_name="cse-oss",
@@ -345,11 +384,26 @@ class OssStore(Store):
         raise StoreError(f"{action} {url} failed: {code or status} ({message}{rid}){hint}") from exc
 
     def _call(
-        self, action: str, key: str, method: str, *args: Any, upload_id: str | None = None, **kw: Any
+        self,
+        action: str,
+        key: str,
+        method: str,
+        *args: Any,
+        upload_id: str | None = None,
+        _tally: Attempts | None = None,
+        **kw: Any,
     ) -> Any:
+        fn = getattr(self.bucket, method)
+        bodies = [(a, a.tell()) for a in (*args, *kw.values()) if hasattr(a, "seek") and hasattr(a, "tell")]
+
+        def send() -> Any:
+            for body, at in bodies:  # a retry re-sends a streamed body from where it started
+                body.seek(at)
+            return fn(*args, **kw)
+
         try:
-            return getattr(self.bucket, method)(*args, **kw)
-        except oss_errors.OssError as exc:
+            return retry_call(send, _REQUEST_POLICY, _retryable, _tally)
+        except (oss_errors.OssError, *_TRANSPORT_ERRORS) as exc:  # oss2 lets a body cut mid-read through
             self._fail(exc, action, key, upload_id)
 
     def _body(self, view: memoryview) -> Any:
@@ -477,7 +531,7 @@ class OssStore(Store):
                 yield ObjectInfo(
                     str(item.key), int(item.size), _etag(item.etag), {}, _when(item.last_modified)
                 )
-        except oss_errors.OssError as exc:
+        except (oss_errors.OssError, *_TRANSPORT_ERRORS) as exc:
             self._fail(exc, "list", prefix)
 
     def copy(self, src_key: str, dst_key: str, metadata: Mapping[str, str] | None = None) -> ObjectInfo:
@@ -532,8 +586,17 @@ class OssStore(Store):
         """InitiateMultipartUpload with ``metadata``."""
         _check_key(key)
         headers = _meta_headers(metadata)
-        result = self._call("create_multipart", key, "init_multipart_upload", key, headers=headers)
+        tally = Attempts()
+        try:
+            result = self._call(
+                "create_multipart", key, "init_multipart_upload", key, headers=headers, _tally=tally
+            )
+        except CseError:
+            self._abort_lost_creates(key, headers, keep=None)
+            raise
         upload_id = str(result.upload_id)
+        if tally.count > 1:
+            self._abort_lost_creates(key, headers, keep=upload_id)
         with self._lock:
             self._uploads[upload_id] = _user_metadata(headers)
             self._crcs[upload_id] = {}
@@ -574,32 +637,57 @@ class OssStore(Store):
         A mismatch deletes the object just made and raises: the upload must be sent again.
         """
         ordered = completion_parts(parts, self.url(key))
-        result = self._call(
-            "complete_multipart",
-            key,
-            "complete_multipart_upload",
-            key,
-            upload_id,
-            [oss2.models.PartInfo(p.part_number, f'"{p.etag}"') for p in ordered],
-            upload_id=upload_id,
-        )
         with self._lock:
-            metadata = self._uploads.pop(upload_id, {})
-            crcs = self._crcs.pop(upload_id, {})
-        server = getattr(result, "crc", None)
-        if server is not None and all(p.part_number in crcs for p in ordered):
+            crcs = dict(self._crcs.get(upload_id, {}))
+        combined: int | None = None
+        if ordered and all(p.part_number in crcs for p in ordered):
             combined = crcs[ordered[0].part_number][0]
             for p in ordered[1:]:
                 crc, size = crcs[p.part_number]
                 combined = crc64_combine(combined, crc, size)
-            if combined != int(server):
-                with contextlib.suppress(CseError):
-                    self.delete(key)
-                raise StoreError(
-                    f"complete {self.url(key)}: the object's CRC-64 ({server}) is not that of the parts sent "
-                    f"({combined}); the object was deleted, upload it again"
-                )
+        tally = Attempts()
+        try:
+            result = self._call(
+                "complete_multipart",
+                key,
+                "complete_multipart_upload",
+                key,
+                upload_id,
+                [oss2.models.PartInfo(p.part_number, f'"{p.etag}"') for p in ordered],
+                upload_id=upload_id,
+                _tally=tally,
+            )
+        except ObjectNotFoundError:
+            # Sent again after an answer was lost, the completion finds its upload gone because the first
+            # send completed it: the object's size and CRC-64 (that of the parts sent) say if it is ours.
+            if tally.count < 2 or combined is None:
+                raise
+            result = self._completed_already(key, ordered, combined)
+            if result is None:
+                raise
+        with self._lock:
+            metadata = self._uploads.pop(upload_id, {})
+            self._crcs.pop(upload_id, None)
+        server = getattr(result, "crc", None)
+        if server is not None and combined is not None and combined != int(server):
+            with contextlib.suppress(CseError):
+                self.delete(key)
+            raise StoreError(
+                f"complete {self.url(key)}: the object's CRC-64 ({server}) is not that of the parts sent "
+                f"({combined}); the object was deleted, upload it again"
+            )
         return ObjectInfo(key, sum(p.size for p in ordered), _etag(result.etag), metadata)
+
+    def _completed_already(self, key: str, ordered: Sequence[PartInfo], crc: int) -> Any:
+        """HeadObject's answer if ``key`` is the object these parts make (same size and CRC-64), else None."""
+        try:
+            head = self._call("head", key, "head_object", key)
+        except CseError:
+            return None
+        size = sum(p.size for p in ordered)
+        if getattr(head, "content_length", None) != size or str(getattr(head, "server_crc", "")) != str(crc):
+            return None
+        return types.SimpleNamespace(crc=head.server_crc, etag=head.etag)
 
     def abort_multipart(self, key: str, upload_id: str) -> None:
         """AbortMultipartUpload; unknown uploads are not an error."""
@@ -612,13 +700,33 @@ class OssStore(Store):
     def list_parts(self, key: str, upload_id: str) -> builtins.list[PartInfo]:
         """ListParts, paginated, in part-number order."""
         found: builtins.list[PartInfo] = []
+
+        def listing() -> builtins.list[Any]:
+            return builtins.list(oss2.PartIterator(self.bucket, key, upload_id))
+
         try:
-            for part in oss2.PartIterator(self.bucket, key, upload_id):
+            for part in retry_call(listing, _REQUEST_POLICY, _retryable):
                 found.append(PartInfo(int(part.part_number), _etag(part.etag), int(part.size)))
-        except oss_errors.OssError as exc:
+        except (oss_errors.OssError, *_TRANSPORT_ERRORS) as exc:
             self._fail(exc, "list_parts", key, upload_id)
         found.sort(key=lambda p: p.part_number)
         return found
+
+    def _abort_lost_creates(self, key: str, headers: Mapping[str, str], keep: str | None) -> None:
+        """After an InitiateMultipartUpload that was sent more than once (an answer lost on the way), abort
+        the uploads the lost answers created: those of ``key`` whose wrapped content key (unique to this
+        object, which ListParts reports) is the one just sent. Best effort: errors are swallowed."""
+        wrapped = _user_metadata(headers).get("client-side-encryption-key")
+        if not wrapped:
+            return  # not an OSS V2 upload: ours cannot be told apart from others'
+        with contextlib.suppress(Exception):  # never fail (or lose) the upload that was made
+            for upload in self.list_multipart_uploads(key):
+                if (
+                    upload.key == key
+                    and upload.upload_id != keep
+                    and upload.metadata.get("client-side-encryption-key") == wrapped
+                ):
+                    self.abort_multipart(key, upload.upload_id)
 
     def upload_context(self, key: str, upload_id: str) -> dict[str, str]:
         """The client-side-encryption context ListParts reports for an unfinished upload, as metadata.
@@ -626,12 +734,16 @@ class OssStore(Store):
         OSS returns the wrapped key, wrapped IV, algorithms, data size and part size given at Initiate
         (``client-side-encryption-*`` names, without ``x-oss-meta-``); ``{}`` for a plain upload.
         """
-        try:
+
+        def ask() -> bytes:
             response = self.bucket._do(
                 "GET", self.name, key, params={"uploadId": upload_id, "max-parts": "1"}
             )
-            body = response.read()
-        except oss_errors.OssError as exc:
+            return bytes(response.read())
+
+        try:
+            body = retry_call(ask, _REQUEST_POLICY, _retryable)
+        except (oss_errors.OssError, *_TRANSPORT_ERRORS) as exc:
             self._fail(exc, "list_parts", key, upload_id)
         try:
             root = ET.fromstring(body)  # noqa: S314 - the answer of the configured OSS endpoint
@@ -649,8 +761,12 @@ class OssStore(Store):
         at creation, else the crypto context ListParts reports (:meth:`upload_context`)."""
         found: builtins.list[UploadInfo] = []
         try:
-            items = builtins.list(oss2.MultipartUploadIterator(self.bucket, prefix=prefix))
-        except oss_errors.OssError as exc:
+            items = retry_call(
+                lambda: builtins.list(oss2.MultipartUploadIterator(self.bucket, prefix=prefix)),
+                _REQUEST_POLICY,
+                _retryable,
+            )
+        except (oss_errors.OssError, *_TRANSPORT_ERRORS) as exc:
             self._fail(exc, "list_multipart_uploads", prefix)
         for item in items:
             if item.is_prefix():

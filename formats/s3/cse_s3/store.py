@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import builtins
 import contextlib
+import hashlib
 import os
 import re
 import threading
@@ -102,14 +103,17 @@ def default_client() -> Any:
 
     Credentials, region and endpoint come from the usual boto3 sources (environment, config files,
     instance roles); ``AWS_ENDPOINT_URL_S3`` or ``AWS_ENDPOINT_URL`` select an S3-compatible service, and then
-    path-style addressing is used. Connect timeout 10 s, read timeout 60 s, 5 attempts in boto's standard
-    retry mode, 32 pooled connections.
+    path-style addressing is used. Connect timeout 5 s, read timeout 30 s (the longest wait for a byte),
+    at most 4 sends of a request in botocore's standard retry mode (which retries only time-outs, connection
+    failures, throttling such as ``SlowDown``, and 5xx, with jittered backoff), 32 pooled connections. The
+    S3 client owns the retry budget: cse's multipart engine sends each part once
+    (:attr:`cse.TransferConfig.part_attempts`).
     """
     endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
     config = Config(
-        connect_timeout=10,
-        read_timeout=60,
-        retries={"max_attempts": 5, "mode": "standard"},
+        connect_timeout=5,
+        read_timeout=30,
+        retries={"total_max_attempts": 4, "mode": "standard"},
         max_pool_connections=32,
         s3={"addressing_style": "path"} if endpoint else {},
         user_agent_extra="cse-s3",
@@ -563,17 +567,25 @@ class S3Store(Store):
     def complete_multipart(self, key: str, upload_id: str, parts: Sequence[PartInfo]) -> ObjectInfo:
         """CompleteMultipartUpload with ``parts`` (in part-number order), then the instruction file if any."""
         ordered = completion_parts(parts, self.url(key))
-        response = self._call(
-            "complete_multipart",
-            key,
-            "complete_multipart_upload",
-            upload_id,
-            Key=key,
-            UploadId=upload_id,
-            MultipartUpload={
-                "Parts": [{"ETag": _quoted(p.etag), "PartNumber": p.part_number} for p in ordered]
-            },
-        )
+        size = sum(p.size for p in ordered)
+        try:
+            response: Any = self._call(
+                "complete_multipart",
+                key,
+                "complete_multipart_upload",
+                upload_id,
+                Key=key,
+                UploadId=upload_id,
+                MultipartUpload={
+                    "Parts": [{"ETag": _quoted(p.etag), "PartNumber": p.part_number} for p in ordered]
+                },
+            )
+        except ObjectNotFoundError:
+            # A completion whose answer was lost, sent again by botocore, finds its upload gone because the
+            # first one completed it: the object's ETag (the MD5 of the parts' MD5s) says if it is ours.
+            response = self._completed_already(key, ordered, size)
+            if response is None:
+                raise
         with self._lock:
             upload = self._uploads.pop(upload_id, None)
         metadata: dict[str, str] = {}
@@ -581,7 +593,19 @@ class S3Store(Store):
             metadata = dict(upload.metadata)
             if upload.instruction:
                 self._put_instruction_file(key, upload.instruction)
-        return self._info(key, response, sum(p.size for p in ordered), metadata)
+        return self._info(key, response, size, metadata)
+
+    def _completed_already(self, key: str, ordered: Sequence[PartInfo], size: int) -> dict[str, Any] | None:
+        """HeadObject's answer if ``key`` is the object these parts make (same size, ETag of these parts)."""
+        try:
+            digest = hashlib.md5(b"".join(bytes.fromhex(p.etag) for p in ordered), usedforsecurity=False)
+            response = self._call("head", key, "head_object", Key=key)
+        except (ValueError, CseError):
+            return None
+        expected = f"{digest.hexdigest()}-{len(ordered)}"
+        if _etag(response.get("ETag")) != expected or int(response.get("ContentLength", -1)) != size:
+            return None
+        return dict(response)
 
     def abort_multipart(self, key: str, upload_id: str) -> None:
         """AbortMultipartUpload; unknown uploads are not an error."""

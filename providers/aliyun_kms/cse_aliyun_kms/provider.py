@@ -41,10 +41,14 @@ Errors
     gateways echo.
 
 Clients
-    An injected ``aliyunsdkcore.client.AcsClient`` (``client=``) is used as is. Otherwise the provider
-    builds one on first use (once, thread-safely) with ``connect_timeout`` (default 5 s), ``timeout``
-    (the read timeout, default 30 s) and, for ``max_attempts`` N > 1 (default 3, the first attempt
-    included), ``auto_retry=True, max_retry_time=N-1`` (``auto_retry=False`` for 1). Its credentials come
+    An injected ``aliyunsdkcore.client.AcsClient`` (``client=``) is used as is, with its own retries.
+    Otherwise the provider builds one on first use (once, thread-safely) with ``connect_timeout`` (default
+    2 s), ``timeout`` (the read timeout, default 4 s) and ``auto_retry=False``, and the provider owns the
+    retries (:mod:`cse.retry`): at most ``max_attempts`` (3) sends per call, the first included, retried
+    only after a time-out, a connection failure, throttling or a 5xx, with full-jitter backoff, and none
+    started after ``deadline`` (15 s) or when its read timeout would not fit in what is left. A KMS that
+    accepts connections and never answers fails a call in about 12 s; the error names the endpoint, the
+    region, the attempts and the time spent. Its credentials come
     from ``ALIBABA_CLOUD_ACCESS_KEY_ID`` and ``ALIBABA_CLOUD_ACCESS_KEY_SECRET`` (with
     ``ALIBABA_CLOUD_SECURITY_TOKEN``, an STS ``StsTokenCredential``), else ``OSS_ACCESS_KEY_ID`` and
     ``OSS_ACCESS_KEY_SECRET`` (with ``OSS_SESSION_TOKEN``). The endpoint is the SDK's regional KMS endpoint,
@@ -61,8 +65,9 @@ Key URI::
 
 ``endpoint=URL``
     the KMS endpoint (a VPC endpoint, or a local emulator); ``CSE_ALIYUN_KMS_ENDPOINT`` does the same;
-``connect-timeout=SECONDS``, ``read-timeout=SECONDS``, ``max-attempts=N``
-    the default client's timeouts (5 and 30 s) and attempts per request, the first included (3);
+``connect-timeout=SECONDS``, ``read-timeout=SECONDS``, ``max-attempts=N``, ``deadline=SECONDS``
+    the default client's timeouts (2 and 4 s), attempts per call, the first included (3), and the time
+    after which no attempt starts (15 s);
 ``passphrase-env=VAR``
     the environment variable holding the oss2 passphrase (see above);
 ``style=oss2``
@@ -90,9 +95,11 @@ from urllib.parse import parse_qsl, quote, unquote
 from cse.envelope import WrapAlgorithm
 from cse.exceptions import ConfigurationError, CseError, DecryptionError, KeyProviderError, KmsError
 from cse.providers import DataKey, KeyProvider, KeyRequest
+from cse.retry import Attempts, RetryPolicy, retry_call
 
 __all__ = [
     "DEFAULT_CONNECT_TIMEOUT",
+    "DEFAULT_DEADLINE",
     "DEFAULT_MAX_ATTEMPTS",
     "DEFAULT_READ_TIMEOUT",
     "ENDPOINT_ENV",
@@ -103,11 +110,13 @@ __all__ = [
 _A = WrapAlgorithm
 
 #: The default client's connect timeout, in seconds.
-DEFAULT_CONNECT_TIMEOUT = 5.0
-#: The default client's read timeout, in seconds.
-DEFAULT_READ_TIMEOUT = 30.0
-#: The default client's attempts per request, the first included.
+DEFAULT_CONNECT_TIMEOUT = 2.0
+#: The default client's read timeout, in seconds (KMS answers in milliseconds).
+DEFAULT_READ_TIMEOUT = 4.0
+#: The attempts per call, the first included (the provider retries; the SDK sends once).
 DEFAULT_MAX_ATTEMPTS = 3
+#: Seconds over all attempts of one call after which no attempt starts.
+DEFAULT_DEADLINE = 15.0
 #: The environment variable that overrides the KMS endpoint of the default client.
 ENDPOINT_ENV = "CSE_ALIYUN_KMS_ENDPOINT"
 #: The encryption context entry in which oss2's ``AliKMSProvider`` sends its passphrase.
@@ -145,7 +154,7 @@ _HINTS = {
     "Forbidden.NoPermission": "the RAM policy must allow kms:{operation} on the key",
 }
 _URI_HELP = (
-    "aliyun-kms://REGION/KEY[?endpoint=URL&connect-timeout=SECONDS&read-timeout=SECONDS&max-attempts=N"
+    "aliyun-kms://REGION/KEY[?endpoint=URL&connect-timeout=SECONDS&read-timeout=SECONDS&max-attempts=N&deadline=S"
     "&passphrase-env=VAR&style=oss2], where REGION is a KMS region such as cn-hangzhou and KEY a key id, "
     "alias/NAME or key ARN"
 )
@@ -154,11 +163,30 @@ _PARAMS = {
     "connect-timeout": "connect_timeout",
     "read-timeout": "read_timeout",
     "max-attempts": "max_attempts",
+    "deadline": "deadline",
     "passphrase-env": "passphrase_env",
     "style": "style",
 }
 _QUERY_STRING = re.compile(r"\?[^\s'\")]*")
 _STRING_TO_SIGN = re.compile(r"string to sign is.*", re.IGNORECASE | re.DOTALL)
+
+
+#: Error codes a retry can help with (besides any HTTP 5xx and the SDK's network failures).
+_RETRYABLE_CODES = _THROTTLING_CODES | {"InternalError", "InternalFailure", "ServiceUnavailableTemporary"}
+
+
+def _retryable(exc: BaseException) -> bool:
+    """Whether another attempt can help: a time-out or failed connection, throttling, a 5xx."""
+    if isinstance(exc, OSError):
+        return True
+    code = getattr(exc, "get_error_code", None)
+    if code is None:
+        return False
+    text = str(code() or "")
+    if text in ("SDK.HttpError", "SDK.ServerUnreachable"):
+        return True
+    status = getattr(exc, "get_http_status", lambda: None)()
+    return text in _RETRYABLE_CODES or (isinstance(status, int) and status >= 500)
 
 
 # -- key URIs ---------------------------------------------------------------------------------------------
@@ -196,7 +224,7 @@ def _parse_uri(uri: str) -> tuple[str, str, dict[str, Any]]:
             raise ConfigurationError(f"the key URI {uri!r} gives {name} twice")
         if not value:
             raise ConfigurationError(f"{name}= in the key URI {uri!r} has no value")
-        if name in ("connect-timeout", "read-timeout"):
+        if name in ("connect-timeout", "read-timeout", "deadline"):
             try:
                 options[arg] = float(value)
             except ValueError:
@@ -278,6 +306,7 @@ class AliyunKmsProvider(KeyProvider):
         connect_timeout: float | None = None,
         read_timeout: float | None = None,
         max_attempts: int | None = None,
+        deadline: float | None = None,
         passphrase: str | None = None,
         style: str = "go",
     ) -> None:
@@ -309,6 +338,7 @@ class AliyunKmsProvider(KeyProvider):
                 "connect_timeout": connect_timeout,
                 "read_timeout": read_timeout,
                 "max_attempts": max_attempts,
+                "deadline": deadline,
             }
             clashes = [name for name, value in given.items() if value is not None]
             if clashes:
@@ -328,6 +358,7 @@ class AliyunKmsProvider(KeyProvider):
                 f"max_attempts must be a whole number of at least 1, not {max_attempts!r}"
             )
         self._max_attempts = max_attempts
+        self._deadline = _positive("deadline", deadline, DEFAULT_DEADLINE)
         if passphrase is not None and (not isinstance(passphrase, str) or not passphrase):
             raise ConfigurationError("the passphrase must be a non-empty string")
         self._passphrase = passphrase
@@ -434,11 +465,7 @@ class AliyunKmsProvider(KeyProvider):
                 f"ALIBABA_CLOUD_SECURITY_TOKEN for STS credentials), or OSS_ACCESS_KEY_ID and "
                 f"OSS_ACCESS_KEY_SECRET, or pass a configured AcsClient"
             )
-        retry: dict[str, Any] = (
-            {"auto_retry": True, "max_retry_time": self._max_attempts - 1}
-            if self._max_attempts > 1
-            else {"auto_retry": False}
-        )
+        retry: dict[str, Any] = {"auto_retry": False}  # the provider retries (_call)
         common: dict[str, Any] = {
             "region_id": self._region,
             "connect_timeout": self._connect_timeout,
@@ -465,10 +492,18 @@ class AliyunKmsProvider(KeyProvider):
 
         client = self._kms()
         self._count_call(operation)
+        policy = (
+            RetryPolicy(max_attempts=1, deadline=self._deadline)
+            if self._injected
+            else RetryPolicy(self._max_attempts, self._deadline, attempt_timeout=self._read_timeout)
+        )
+        tally = Attempts()
         try:
-            body = client.do_action_with_exception(request)
+            body = retry_call(lambda: client.do_action_with_exception(request), policy, _retryable, tally)
         except (ServerException, ClientException) as exc:
             mapped = self._map_error(exc, operation, isinstance(exc, ServerException))
+            if type(mapped) is KmsError:
+                mapped = KmsError(f"{mapped} [{tally.describe(policy)}]")
             text = str(exc)
             if any(
                 spelling in text for value in (*sensitive, self._passphrase) for spelling in _spellings(value)
@@ -477,7 +512,8 @@ class AliyunKmsProvider(KeyProvider):
             raise mapped from exc
         except OSError as exc:
             raise KmsError(
-                f"could not reach Alibaba Cloud KMS for {self._where(operation)}: {_scrub(str(exc))}"
+                f"could not reach Alibaba Cloud KMS for {self._where(operation)}: {_scrub(str(exc))} "
+                f"[{tally.describe(policy)}]"
             ) from exc
         try:
             response = json.loads(body)
@@ -498,7 +534,7 @@ class AliyunKmsProvider(KeyProvider):
         code = str(exc.get_error_code() or "")
         message = _scrub(str(exc.get_error_msg() or ""))
         where = self._where(operation)
-        attempts = "" if self._injected else f" after {self._max_attempts} attempt(s)"
+        attempts = ""  # _call appends the attempts made and the time spent
         if server:
             if operation == "Decrypt" and code in _AUTHENTICATION_CODES:
                 return DecryptionError()

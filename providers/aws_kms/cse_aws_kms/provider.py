@@ -57,10 +57,15 @@ Errors
     network failures the endpoint), raised ``from`` the botocore error. No message holds key material.
 
 Clients
-    An injected boto3 KMS client (``client=boto3.client("kms", ...)``) is used as is. Otherwise the provider
-    builds one on first use (once, thread-safely) from a new :class:`boto3.session.Session` with
-    ``botocore.config.Config(connect_timeout=5, read_timeout=30, retries={"total_max_attempts": 3,
-    "mode": "standard"})``; ``max_attempts`` counts every attempt, the first included. boto3 reads the
+    An injected boto3 KMS client (``client=boto3.client("kms", ...)``) is used as is, with its own retries.
+    Otherwise the provider builds one on first use (once, thread-safely) from a new
+    :class:`boto3.session.Session` with ``botocore.config.Config(connect_timeout=2, read_timeout=4,
+    retries={"total_max_attempts": 1})``, and the provider owns the retries (:mod:`cse.retry`): at most
+    ``max_attempts`` (3) sends per call, the first included, retried only after a time-out, a connection
+    failure, throttling or a KMS-side 5xx, with full-jitter backoff, and none started after ``deadline``
+    (15 s) or when its read timeout would not fit in what is left. A KMS that accepts connections and never
+    answers fails a call in about 12 s (3 x 4 s); the error names the endpoint, the region, the attempts
+    and the time spent. boto3 reads the
     standard AWS settings itself: credentials, ``AWS_PROFILE``, ``AWS_DEFAULT_REGION``, ``AWS_ENDPOINT_URL``
     and ``AWS_ENDPOINT_URL_KMS``, and the config files. boto3 ignores ``AWS_REGION``, so the provider
     reads it. The region is the one given, else the key ARN's, else ``AWS_REGION``, else boto3's default.
@@ -80,8 +85,9 @@ out with ``discovery=true`` (``aws-kms://?discovery=true&discovery-accounts=1111
     the KMS endpoint (a VPC endpoint, or a local emulator); ``AWS_ENDPOINT_URL_KMS`` does the same;
 ``profile=NAME``
     the AWS profile of the shared config files;
-``connect-timeout=SECONDS``, ``read-timeout=SECONDS``, ``max-attempts=N``
-    the default client's timeouts (5 and 30 s) and attempts per request, the first included (3);
+``connect-timeout=SECONDS``, ``read-timeout=SECONDS``, ``max-attempts=N``, ``deadline=SECONDS``
+    the default client's timeouts (2 and 4 s), attempts per call, the first included (3), and the time
+    after which no attempt starts (15 s);
 ``discovery=true``
     unwrap with whatever key the ciphertext names, within the allow-list below;
 ``discovery-accounts=ACCOUNT[,ACCOUNT...]``, ``discovery-regions=REGION[,REGION...]``
@@ -114,6 +120,7 @@ from cse.exceptions import (
     NoMatchingKeyError,
 )
 from cse.providers import DataKey, KeyProvider, KeyRequest
+from cse.retry import Attempts, RetryPolicy, retry_call
 from cse_aws_kms.names import (
     KEY_REFERENCE_HELP,
     KeyReference,
@@ -125,6 +132,7 @@ from cse_aws_kms.names import (
 
 __all__ = [
     "DEFAULT_CONNECT_TIMEOUT",
+    "DEFAULT_DEADLINE",
     "DEFAULT_MAX_ATTEMPTS",
     "DEFAULT_READ_TIMEOUT",
     "LEGACY_CONTEXT_KEY",
@@ -139,11 +147,13 @@ RESERVED_CONTEXT_KEY = "aws:x-amz-cek-alg"
 #: The material description entry in which the S3 V1 client recorded its KMS key (legacy ``kms``).
 LEGACY_CONTEXT_KEY = "kms_cmk_id"
 #: The default client's connect timeout, in seconds.
-DEFAULT_CONNECT_TIMEOUT = 5.0
-#: The default client's read timeout, in seconds.
-DEFAULT_READ_TIMEOUT = 30.0
-#: The default client's attempts per request, the first included (botocore ``total_max_attempts``).
+DEFAULT_CONNECT_TIMEOUT = 2.0
+#: The default client's read timeout, in seconds (KMS answers in milliseconds).
+DEFAULT_READ_TIMEOUT = 4.0
+#: The attempts per call, the first included (the provider retries; botocore sends once).
 DEFAULT_MAX_ATTEMPTS = 3
+#: Seconds over all attempts of one call after which no attempt starts.
+DEFAULT_DEADLINE = 15.0
 
 #: KMS accepts ciphertext blobs of 1 to 6144 bytes.
 _MAX_CIPHERTEXT = 6144
@@ -176,7 +186,7 @@ _METHODS = {"GenerateDataKey": "generate_data_key", "Encrypt": "encrypt", "Decry
 
 _URI_HELP = (
     "aws-kms://KEY[?region=REGION&endpoint-url=URL&profile=NAME&connect-timeout=SECONDS"
-    "&read-timeout=SECONDS&max-attempts=N&discovery=true&discovery-accounts=ACCOUNT,...&discovery-regions="
+    "&read-timeout=SECONDS&max-attempts=N&deadline=SECONDS&discovery=true&discovery-accounts=ACCOUNT,...&discovery-regions="
     "REGION,...&allow-legacy=true], where KEY is " + KEY_REFERENCE_HELP
 )
 _SINGLE_PARAMS = {
@@ -186,6 +196,7 @@ _SINGLE_PARAMS = {
     "connect-timeout": "connect_timeout",
     "read-timeout": "read_timeout",
     "max-attempts": "max_attempts",
+    "deadline": "deadline",
     "discovery": "discovery",
     "allow-legacy": "allow_legacy",
 }
@@ -257,7 +268,7 @@ def _parse_uri(uri: str) -> tuple[str | None, dict[str, Any]]:
             raise ConfigurationError(f"{name}= in the key URI {uri!r} has no value")
         if name in ("discovery", "allow-legacy"):
             options[arg] = _parse_bool(uri, name, value)
-        elif name in ("connect-timeout", "read-timeout"):
+        elif name in ("connect-timeout", "read-timeout", "deadline"):
             options[arg] = _parse_number(uri, name, value, float)
         elif name == "max-attempts":
             options[arg] = int(_parse_number(uri, name, value, int))
@@ -327,6 +338,7 @@ class AwsKmsProvider(KeyProvider):
         connect_timeout: float | None = None,
         read_timeout: float | None = None,
         max_attempts: int | None = None,
+        deadline: float | None = None,
         discovery: bool = False,
         discovery_accounts: Iterable[str] | str | None = None,
         discovery_regions: Iterable[str] | str | None = None,
@@ -389,6 +401,7 @@ class AwsKmsProvider(KeyProvider):
                 "connect_timeout": connect_timeout,
                 "read_timeout": read_timeout,
                 "max_attempts": max_attempts,
+                "deadline": deadline,
             }
             clashes = [name for name, value in given.items() if value is not None]
             if clashes:
@@ -416,6 +429,7 @@ class AwsKmsProvider(KeyProvider):
                 f"max_attempts must be a whole number of at least 1, not {max_attempts!r}"
             )
         self._max_attempts = max_attempts
+        self._deadline = _positive("deadline", deadline, DEFAULT_DEADLINE)
         self._client_lock = threading.Lock()
 
     @classmethod
@@ -521,7 +535,7 @@ class AwsKmsProvider(KeyProvider):
         config = Config(
             connect_timeout=self._connect_timeout,
             read_timeout=self._read_timeout,
-            retries={"total_max_attempts": self._max_attempts, "mode": "standard"},
+            retries={"total_max_attempts": 1, "mode": "standard"},  # the provider retries (_call)
             user_agent_extra=f"cse-aws-kms/{__version__}",
         )
         try:
@@ -556,15 +570,34 @@ class AwsKmsProvider(KeyProvider):
 
     # -- KMS calls -------------------------------------------------------------------------------------
 
+    def _retry_policy(self) -> RetryPolicy:
+        """One send for an injected client (its own retries apply); else the provider's budget."""
+        if self._injected:
+            return RetryPolicy(max_attempts=1, deadline=self._deadline)
+        return RetryPolicy(
+            max_attempts=self._max_attempts, deadline=self._deadline, attempt_timeout=self._read_timeout
+        )
+
     def _call(self, operation: str, key_label: str, **params: Any) -> Mapping[str, Any]:
         client = self._kms()
         self._count_call(operation)
+        policy = self._retry_policy()
+        tally = Attempts()
+        method = getattr(client, _METHODS[operation])
         try:
-            response: Mapping[str, Any] = getattr(client, _METHODS[operation])(**params)
+            response: Mapping[str, Any] = retry_call(lambda: method(**params), policy, _retryable, tally)
         except Exception as exc:
             mapped = self._map_error(exc, operation, key_label, client)
             if mapped is None:
                 raise
+            if type(mapped) is KmsError:
+                endpoint = (
+                    getattr(getattr(client, "meta", None), "endpoint_url", None) or "(unknown endpoint)"
+                )
+                region = self._region or _client_region(client) or "unknown"
+                mapped = KmsError(
+                    f"{mapped} [endpoint {endpoint}, region {region}, {tally.describe(policy)}]"
+                )
             raise mapped from exc
         return response
 
@@ -575,7 +608,7 @@ class AwsKmsProvider(KeyProvider):
             return None
         region = self._region or _client_region(client) or "unknown"
         where = f"{operation} with key {key_label} in region {region}"
-        attempts = "" if self._injected else f" after {self._max_attempts} attempt(s)"
+        attempts = ""  # _call appends the attempts made and the time spent
         if isinstance(exc, bce.ClientError):
             error = exc.response.get("Error", {}) if isinstance(exc.response, Mapping) else {}
             code = str(error.get("Code", "") or "")
@@ -791,7 +824,6 @@ class AwsKmsProvider(KeyProvider):
                 raise NoMatchingKeyError(refusal)
         return bytes(response["Plaintext"])
 
-
     # -- plain Encrypt / Decrypt, for integrations with a wire format of their own --------------------
 
     def encrypt_secret(self, plaintext: bytes, encryption_context: Mapping[str, str] | None = None) -> bytes:
@@ -834,6 +866,36 @@ class AwsKmsProvider(KeyProvider):
             if refusal is not None:
                 raise NoMatchingKeyError(refusal)
         return bytes(response["Plaintext"])
+
+
+#: KMS error codes a retry can help with (besides any HTTP 5xx).
+_RETRYABLE_CODES = _THROTTLING_CODES | {
+    "KMSInternalException",
+    "DependencyTimeoutException",
+    "KeyUnavailableException",
+    "InternalFailure",
+    "ServiceUnavailable",
+    "RequestTimeout",
+    "RequestTimeoutException",
+}
+
+
+def _retryable(exc: BaseException) -> bool:
+    """Whether another attempt can help: a time-out, a failed or reset connection, throttling, a 5xx."""
+    try:
+        from botocore import exceptions as bce
+    except ImportError:  # pragma: no cover - boto3 is this package's dependency
+        return False
+    if isinstance(exc, bce.SSLError):
+        return False
+    if isinstance(exc, (bce.ConnectionError, bce.HTTPClientError)):
+        return True
+    if isinstance(exc, bce.ClientError):
+        response = exc.response if isinstance(exc.response, Mapping) else {}
+        code = str(response.get("Error", {}).get("Code", "") or "")
+        status = response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+        return code in _RETRYABLE_CODES or (isinstance(status, int) and status >= 500)
+    return False
 
 
 def _client_region(client: Any) -> str | None:
