@@ -204,12 +204,22 @@ policy_option = click.option(
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="cse", prog_name="cse")
-def main() -> None:
+@click.option(
+    "-v",
+    "--verbose",
+    count=True,
+    help="Log to standard error: -v info, -vv debug (KMS and store requests, cache hits). Never secrets.",
+)
+@click.option("--log-json", is_flag=True, help="Log as JSON lines (one object per record) for machines.")
+def main(verbose: int, log_json: bool) -> None:
     """Client-side encryption of objects on S3, OSS and local stores.
 
     URLs: file:///dir/key, memory://bucket/key (and s3://, oss:// with the cloud extras).
     Keys: rsa:///abs/path/key.pem[?passphrase-env=VAR] (and aws-kms://, aliyun-kms:// with the extras).
     """
+    from cse.log import configure_cli_logging
+
+    configure_cli_logging(verbose, log_json)
 
 
 @main.group()

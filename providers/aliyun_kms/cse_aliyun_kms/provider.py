@@ -464,21 +464,23 @@ class AliyunKmsProvider(KeyProvider):
         )
 
         client = self._kms()
-        self._count_call(operation)
-        try:
-            body = client.do_action_with_exception(request)
-        except (ServerException, ClientException) as exc:
-            mapped = self._map_error(exc, operation, isinstance(exc, ServerException))
-            text = str(exc)
-            if any(
-                spelling in text for value in (*sensitive, self._passphrase) for spelling in _spellings(value)
-            ):
-                raise mapped from None
-            raise mapped from exc
-        except OSError as exc:
-            raise KmsError(
-                f"could not reach Alibaba Cloud KMS for {self._where(operation)}: {_scrub(str(exc))}"
-            ) from exc
+        with self._kms_request(operation, str(self._key), self._region):
+            try:
+                body = client.do_action_with_exception(request)
+            except (ServerException, ClientException) as exc:
+                mapped = self._map_error(exc, operation, isinstance(exc, ServerException))
+                text = str(exc)
+                if any(
+                    spelling in text
+                    for value in (*sensitive, self._passphrase)
+                    for spelling in _spellings(value)
+                ):
+                    raise mapped from None
+                raise mapped from exc
+            except OSError as exc:
+                raise KmsError(
+                    f"could not reach Alibaba Cloud KMS for {self._where(operation)}: {_scrub(str(exc))}"
+                ) from exc
         try:
             response = json.loads(body)
         except (TypeError, ValueError):

@@ -558,14 +558,16 @@ class AwsKmsProvider(KeyProvider):
 
     def _call(self, operation: str, key_label: str, **params: Any) -> Mapping[str, Any]:
         client = self._kms()
-        self._count_call(operation)
-        try:
-            response: Mapping[str, Any] = getattr(client, _METHODS[operation])(**params)
-        except Exception as exc:
-            mapped = self._map_error(exc, operation, key_label, client)
-            if mapped is None:
-                raise
-            raise mapped from exc
+        with self._kms_request(operation, key_label, self._region_label()) as fields:
+            try:
+                response: Mapping[str, Any] = getattr(client, _METHODS[operation])(**params)
+            except Exception as exc:
+                mapped = self._map_error(exc, operation, key_label, client)
+                if mapped is None:
+                    raise
+                raise mapped from exc
+            meta = response.get("ResponseMetadata")
+            fields["attempts"] = 1 + int(meta.get("RetryAttempts", 0)) if isinstance(meta, Mapping) else 1
         return response
 
     def _map_error(self, exc: Exception, operation: str, key_label: str, client: Any) -> CseError | None:
@@ -790,7 +792,6 @@ class AwsKmsProvider(KeyProvider):
             if refusal is not None:
                 raise NoMatchingKeyError(refusal)
         return bytes(response["Plaintext"])
-
 
     # -- plain Encrypt / Decrypt, for integrations with a wire format of their own --------------------
 
