@@ -88,6 +88,14 @@ class JsonFormatter(logging.Formatter):
 _CLI_HANDLER: logging.Handler | None = None
 
 
+class _Quiet(logging.Filter):
+    """Drops every record (the CLI's filter on a third-party logger)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Never let the record through."""
+        return False
+
+
 def configure_cli_logging(verbosity: int, as_json: bool, stream: IO[str] | None = None) -> None:
     """The CLI's logging: warnings by default, ``-v`` info, ``-vv`` debug, to standard error; as JSON lines
     with ``--log-json``. Replaces the handler an earlier call installed."""
@@ -103,4 +111,12 @@ def configure_cli_logging(verbosity: int, as_json: bool, stream: IO[str] | None 
     )
     logger.addHandler(handler)
     logger.setLevel(level)
+    # Alibaba Cloud's credential chain logs each source it tries, with tracebacks, on the logger
+    # "credentials", through a handler of its own that it adds when imported. Its answer is cse's error, so
+    # the CLI lets its records through with -vv only: a filter on the logger, which outlasts that import.
+    chain = logging.getLogger("credentials")
+    for old in [f for f in chain.filters if isinstance(f, _Quiet)]:
+        chain.removeFilter(old)
+    if verbosity < 2:
+        chain.addFilter(_Quiet())
     _CLI_HANDLER = handler
