@@ -8,6 +8,7 @@ and bytes; then a fresh key is made. See ``docs/data-key-cache.md`` for the secu
 
 from __future__ import annotations
 
+import logging
 import math
 import threading
 import time
@@ -204,6 +205,7 @@ class DataKeyCache:
             fresh = provider.generate_data_key(request)
             with self._lock:
                 self._misses += 1
+            _log_use("miss", provider, length, "larger than max_bytes")
             return fresh
         partition = self._partition(provider, request)
         while True:
@@ -225,11 +227,13 @@ class DataKeyCache:
                         slot.drop()  # exhausted: do not keep the key in memory any longer
                     with self._lock:
                         self._hits += 1
+                    _log_use("hit", provider, length, None)
                     return key
                 slot.drop()
                 fresh = provider.generate_data_key(request)
                 with self._lock:
                     self._misses += 1
+                _log_use("miss", provider, length, "expired or used up" if entry is not None else "empty")
                 if self.max_objects > 1 and length < self.max_bytes:
                     slot.entry = _Entry(
                         plaintext=bytearray(fresh.plaintext),
@@ -284,3 +288,16 @@ class DataKeyCache:
         for slot in slots:
             with slot.lock:
                 slot.retire()
+
+
+def _log_use(outcome: str, provider: KeyProvider, length: int, reason: str | None) -> None:
+    from cse.log import event, get_logger
+
+    event(
+        get_logger("cache"),
+        logging.DEBUG,
+        f"data-key cache {outcome}",
+        key=provider.describe(),
+        bytes=length,
+        reason=reason,
+    )

@@ -18,6 +18,8 @@ from urllib.parse import quote
 
 import click
 
+from cse.cli_config import set_envvars
+
 if TYPE_CHECKING:
     from cse.client import EncryptionClient, HeadResult
 
@@ -216,12 +218,64 @@ policy_option = click.option(
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="cse", prog_name="cse")
-def main() -> None:
+@click.option(
+    "-v",
+    "--verbose",
+    count=True,
+    help="Log to standard error: -v info, -vv debug (KMS and store requests, cache hits). Never secrets.",
+)
+@click.option("--log-json", is_flag=True, help="Log as JSON lines (one object per record) for machines.")
+@click.option(
+    "--profile",
+    envvar="CSE_PROFILE",
+    show_envvar=True,
+    metavar="NAME",
+    help="A profile of the config file (default: the profile named default, if any).",
+)
+@click.option(
+    "--config",
+    envvar="CSE_CONFIG",
+    show_envvar=True,
+    type=click.Path(dir_okay=False),
+    help="The config file [default: ~/.config/cse/config.toml].",
+)
+@click.pass_context
+def main(ctx: click.Context, verbose: int, log_json: bool, profile: str | None, config: str | None) -> None:
     """Client-side encryption of objects on S3, OSS and local stores.
 
     URLs: file:///dir/key, memory://bucket/key (and s3://, oss:// with the cloud extras).
     Keys: rsa:///abs/path/key.pem[?passphrase-env=VAR] (and aws-kms://, aliyun-kms:// with the extras).
+
+    Every option --NAME also reads CSE_NAME from the environment (CSE_KEY, CSE_FORMAT, CSE_CONTEXT ...),
+    and then the profile of the config file: an option given wins over its variable, which wins over
+    the profile.
     """
+    from cse.cli_config import apply_environment
+    from cse.log import configure_cli_logging
+
+    configure_cli_logging(verbose, log_json)
+    if ctx.resilient_parsing:  # shell completion: no files, no side effects
+        return
+    assert isinstance(ctx.command, click.Group)
+    apply_environment(ctx.command, ctx, config, profile)
+
+
+@main.command()
+@click.argument("shell", type=click.Choice(["bash", "zsh", "fish"]))
+def completion(shell: str) -> None:
+    """Print the shell completion script for SHELL.
+
+    \b
+    bash: eval "$(cse completion bash)"      (in ~/.bashrc)
+    zsh:  eval "$(cse completion zsh)"       (in ~/.zshrc)
+    fish: cse completion fish > ~/.config/fish/completions/cse.fish
+    """
+    from click.shell_completion import get_completion_class
+
+    cls = get_completion_class(shell)
+    assert cls is not None  # the choices are click's own shells
+    root = click.get_current_context().find_root()
+    click.echo(cls(root.command, {}, "cse", "_CSE_COMPLETE").source())
 
 
 @main.group()
@@ -801,6 +855,8 @@ def demo(directory: str | None, as_json: bool) -> None:
     if as_json:
         _emit(True, report, "")
 
+
+set_envvars(main)
 
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import logging
 import os
 import queue
 import threading
@@ -34,6 +35,7 @@ from cse.exceptions import (
     StoreError,
 )
 from cse.formats.base import Format
+from cse.log import event, get_logger
 from cse.partials import create_partial, remove_stale_partials
 from cse.providers import KeyProvider, KeyRequest
 from cse.ranges import ByteRange, parse_range, resolve_range
@@ -58,6 +60,14 @@ Body = bytes | bytearray | memoryview | IO[bytes] | Iterable[bytes | bytearray |
 
 #: Read buffers at least this large are kept for reuse (at most ``2 * max_concurrency + 2`` sets in all).
 _POOLED_READ_SIZE = 256 * 1024
+_LOG = get_logger("client")
+#: What each security-weakening opt-in gives up, for its warning.
+_WEAKENS = {
+    "allow_legacy": "objects in legacy formats (S3 V1, OSS V1) and deprecated key wrappings are read",
+    "delayed_authentication": "plaintext of whole-object-authenticated objects is released before the tag "
+    "is checked",
+    "allow_unauthenticated_ranges": "ranged reads of objects authenticated only as a whole are not verified",
+}
 
 Callback = Callable[[int], None]
 """Progress callback: called with the number of plaintext bytes just transferred (as boto3's ``Callback``)."""
@@ -259,6 +269,14 @@ def detect_format(
         raise ConfigurationError(
             f"{where} is in the legacy {fmt.name} format; pass allow_legacy=True (--allow-legacy) to read it"
         )
+    if fmt.legacy:
+        event(
+            _LOG,
+            logging.WARNING,
+            "reading an object in a legacy format (allow_legacy)",
+            url=where,
+            format=fmt.name,
+        )
     return fmt
 
 
@@ -368,6 +386,13 @@ class EncryptionClient:
         self.delayed_authentication = delayed_authentication
         self.allow_unauthenticated_ranges = allow_unauthenticated_ranges
         self.allow_legacy = allow_legacy
+        for name, on in (
+            ("allow_legacy", allow_legacy),
+            ("delayed_authentication", delayed_authentication),
+            ("allow_unauthenticated_ranges", allow_unauthenticated_ranges),
+        ):
+            if on:
+                event(_LOG, logging.WARNING, f"{name}=True weakens security: {_WEAKENS[name]}", option=name)
         if key_cache is not None and not isinstance(key_cache, DataKeyCache):
             raise ConfigurationError(f"key_cache is a DataKeyCache or None, not {type(key_cache).__name__}")
         self.key_cache = key_cache
@@ -878,6 +903,14 @@ class EncryptionClient:
                     "allow_unauthenticated_ranges=True (--allow-unauthenticated-ranges), "
                     "or store it as cse-v1"
                 )
+            if not plan.authenticated and codec.authentication != "none":
+                event(
+                    _LOG,
+                    logging.WARNING,
+                    "an unauthenticated ranged read (allow_unauthenticated_ranges)",
+                    url=obj.store.url(obj.key),
+                    format=obj.envelope.format,
+                )
             ct_start, ct_end, skip, length = plan.ct_start, plan.ct_end, plan.skip, plan.length
             decryptor = codec.range_decryptor(obj.material, obj.envelope, obj.info.size, plan)
         # Reads of chunk_size, but no larger than the bytes asked for: small objects get small buffers.
@@ -1019,6 +1052,14 @@ class EncryptionClient:
         try:
             start, end = self._range(obj, range)
             whole_only = obj.codec.authentication == "object" and (start, end) == (0, obj.size - 1)
+            if whole_only and self.delayed_authentication:
+                event(
+                    _LOG,
+                    logging.WARNING,
+                    "plaintext released before its tag is checked (delayed_authentication)",
+                    url=obj.store.url(obj.key),
+                    format=obj.envelope.format,
+                )
             if whole_only and not self.delayed_authentication:
                 self._check_buffer_cap(obj)
                 held = [bytes(p) for p in self._stream(obj, start, end)]

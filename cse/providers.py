@@ -14,16 +14,19 @@ from __future__ import annotations
 import os
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from cse.envelope import WrappedKey
+from cse.log import get_logger, timed
 
 __all__ = ["DataKey", "KeyProvider", "KeyRequest"]
 
 
 #: Guards every provider's call counts (increments are rare next to the requests they count).
+_KMS_LOG = get_logger("kms")
 _COUNT_LOCK = threading.Lock()
 
 
@@ -131,3 +134,14 @@ class KeyProvider(ABC):
         with _COUNT_LOCK:
             counts = self.__dict__.setdefault("_call_counts", {})
             counts[operation] = counts.get(operation, 0) + 1
+
+    @contextmanager
+    def _kms_request(self, operation: str, key: str, region: str | None) -> Iterator[dict[str, Any]]:
+        """Count one request to the key service and log it on ``cse.kms`` at DEBUG when the block ends:
+        operation, key id, region, duration, outcome, and what the block adds to the dict it is given
+        (``attempts``). Never pass secrets: the fields are logged as they are."""
+        self._count_call(operation)
+        with timed(
+            _KMS_LOG, "kms request", provider=self.scheme, operation=operation, key=key, region=region
+        ) as f:
+            yield f

@@ -15,7 +15,9 @@ Metadata is *user* metadata: lower-case keys without the transport prefix (``x-a
 from __future__ import annotations
 
 import builtins
+import functools
 import io
+import logging
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -23,6 +25,51 @@ from datetime import datetime
 from typing import Any, BinaryIO, ClassVar
 
 from cse.exceptions import ConfigurationError, InvalidRangeError, StoreError
+from cse.log import get_logger, timed
+
+_STORE_LOG = get_logger("store")
+#: The store operations logged on ``cse.store`` at DEBUG, with the position of their ``data`` argument
+#: after ``self``.
+_LOGGED_OPERATIONS: dict[str, int | None] = {
+    "put": 1,
+    "get": None,
+    "head": None,
+    "delete": None,
+    "copy": None,
+    "create_multipart": None,
+    "upload_part": 3,
+    "complete_multipart": None,
+    "abort_multipart": None,
+    "list_parts": None,
+}
+
+
+def _logged(name: str, data_index: int | None, method: Any) -> Any:
+    """``method`` of a store, logging each call: operation, URL, bytes, duration and outcome."""
+
+    @functools.wraps(method)
+    def wrapper(self: Store, *args: Any, **kwargs: Any) -> Any:
+        if not _STORE_LOG.isEnabledFor(logging.DEBUG):
+            return method(self, *args, **kwargs)
+        key = args[0] if args else kwargs.get("key", kwargs.get("src_key", ""))
+        try:
+            where = self.url(str(key))
+        except Exception:
+            where = str(key)
+        data = None
+        if data_index is not None:
+            data = args[data_index] if len(args) > data_index else kwargs.get("data")
+        with timed(_STORE_LOG, "store request", store=self.scheme, operation=name, url=where) as fields:
+            if isinstance(data, (bytes, bytearray, memoryview)):
+                fields["bytes"] = memoryview(data).nbytes
+            result = method(self, *args, **kwargs)
+            if isinstance(result, GetResult):
+                fields["bytes"] = max(0, result.end - result.start + 1)
+            return result
+
+    wrapper.__cse_logged__ = True  # type: ignore[attr-defined]
+    return wrapper
+
 
 __all__ = [
     "BufferReader",
@@ -110,6 +157,14 @@ class Store(ABC):
     #: The store's objects exist in this process only (``memory://``): engines that work in other processes
     #: (the Dask engine of :func:`cse.migrate.migrate`) refuse it.
     process_local: ClassVar[bool] = False
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """Every store's requests are logged on ``cse.store`` (see :mod:`cse.log`), plugins' included."""
+        super().__init_subclass__(**kwargs)
+        for name, data_index in _LOGGED_OPERATIONS.items():
+            method = cls.__dict__.get(name)
+            if callable(method) and not getattr(method, "__cse_logged__", False):
+                setattr(cls, name, _logged(name, data_index, method))
 
     @classmethod
     @abstractmethod

@@ -170,6 +170,39 @@ def _env(*names: str) -> str:
     return ""
 
 
+_CHAIN: Any = None
+_CHAIN_LOCK = threading.Lock()
+
+
+class _ChainCredentials(oss2.credentials.CredentialsProvider):  # type: ignore[misc]
+    """oss2 credentials from Alibaba Cloud's default credential chain (``alibabacloud-credentials``), asked
+    for each request: the chain's sources cache STS credentials and renew them before they expire."""
+
+    def get_credentials(self) -> Any:
+        """The chain's current credentials, as oss2 takes them."""
+        global _CHAIN
+        try:
+            from alibabacloud_credentials.provider import (  # type: ignore[import-untyped]
+                DefaultCredentialsProvider,
+            )
+
+            with _CHAIN_LOCK:
+                if _CHAIN is None:  # one chain per process
+                    _CHAIN = DefaultCredentialsProvider()
+            found = _CHAIN.get_credentials()
+        except Exception:
+            raise ConfigurationError(
+                "no OSS credentials: set OSS_ACCESS_KEY_ID and OSS_ACCESS_KEY_SECRET (or "
+                "ALIBABA_CLOUD_ACCESS_KEY_ID and ALIBABA_CLOUD_ACCESS_KEY_SECRET), with OSS_SESSION_TOKEN "
+                "for STS credentials, or configure the default credential chain (a profile in "
+                "~/.alibabacloud/credentials.ini or ~/.aliyun/config.json, an ECS RAM role, RRSA's OIDC "
+                "variables, ALIBABA_CLOUD_CREDENTIALS_URI); the chain found none"
+            ) from None
+        return oss2.credentials.Credentials(
+            found.get_access_key_id(), found.get_access_key_secret(), found.get_security_token() or None
+        )
+
+
 def default_bucket(name: str, *, endpoint: str | None = None, region: str | None = None) -> Any:
     """An ``oss2.Bucket`` for ``name`` as cse builds one by default (see the module docstring).
 
@@ -190,13 +223,12 @@ def default_bucket(name: str, *, endpoint: str | None = None, region: str | None
         else _env("ALIBABA_CLOUD_ACCESS_KEY_SECRET")
     )
     token = _env("OSS_SESSION_TOKEN") if _env("OSS_ACCESS_KEY_ID") else _env("ALIBABA_CLOUD_SECURITY_TOKEN")
-    if not ak or not secret:
-        raise ConfigurationError(
-            "no OSS credentials: set OSS_ACCESS_KEY_ID and OSS_ACCESS_KEY_SECRET "
-            "(or ALIBABA_CLOUD_ACCESS_KEY_ID "
-            "and ALIBABA_CLOUD_ACCESS_KEY_SECRET), with OSS_SESSION_TOKEN for STS credentials"
-        )
-    provider = oss2.credentials.StaticCredentialsProvider(ak, secret, token)
+    provider: Any
+    if ak and secret:
+        provider = oss2.credentials.StaticCredentialsProvider(ak, secret, token)
+    else:  # the official default chain: profile files, OIDC (RRSA), the ECS RAM role, a credentials URI
+        provider = _ChainCredentials()
+        provider.get_credentials()  # fail here, with what to do, rather than on the first request
     auth = oss2.ProviderAuthV4(provider) if region else oss2.ProviderAuth(provider)
     try:
         return oss2.Bucket(

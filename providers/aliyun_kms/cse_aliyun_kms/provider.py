@@ -363,6 +363,9 @@ class AliyunKmsProvider(KeyProvider):
             raise ConfigurationError("the passphrase must be a non-empty string")
         self._passphrase = passphrase
         self._client_lock = threading.Lock()
+        #: (access key id, token) of the credentials the client was built with, when they came from the
+        #: default credential chain (they are renewed there); None for credentials from the environment.
+        self._chain_identity: tuple[str, str | None] | None = None
 
     @classmethod
     def from_uri(cls, uri: str, *, client: Any = None) -> AliyunKmsProvider:
@@ -433,10 +436,12 @@ class AliyunKmsProvider(KeyProvider):
 
     def _kms(self) -> Any:
         client = self._client
-        if client is None:
+        if client is None or (
+            self._chain_identity is not None
+            and _chain_credentials(self.describe())[::2] != self._chain_identity
+        ):  # first use, or the credential chain's STS credentials were renewed
             with self._client_lock:
-                if self._client is None:
-                    self._client = self._build_client()
+                self._client = self._build_client()
                 client = self._client
         return client
 
@@ -458,13 +463,11 @@ class AliyunKmsProvider(KeyProvider):
                 env.get("OSS_ACCESS_KEY_SECRET"),
                 env.get("OSS_SESSION_TOKEN"),
             )
+        self._chain_identity = None
         if not (ak and secret):
-            raise ConfigurationError(
-                f"no Alibaba Cloud credentials for the KMS key {self.describe()}: set "
-                f"ALIBABA_CLOUD_ACCESS_KEY_ID and ALIBABA_CLOUD_ACCESS_KEY_SECRET (and "
-                f"ALIBABA_CLOUD_SECURITY_TOKEN for STS credentials), or OSS_ACCESS_KEY_ID and "
-                f"OSS_ACCESS_KEY_SECRET, or pass a configured AcsClient"
-            )
+            # The official default chain: profile files, OIDC (RRSA), the ECS RAM role, a credentials URI.
+            ak, secret, token = _chain_credentials(self.describe())
+            self._chain_identity = (ak, token)
         retry: dict[str, Any] = {"auto_retry": False}  # the provider retries (_call)
         common: dict[str, Any] = {
             "region_id": self._region,
@@ -491,30 +494,35 @@ class AliyunKmsProvider(KeyProvider):
         )
 
         client = self._kms()
-        self._count_call(operation)
         policy = (
             RetryPolicy(max_attempts=1, deadline=self._deadline)
             if self._injected
             else RetryPolicy(self._max_attempts, self._deadline, attempt_timeout=self._read_timeout)
         )
         tally = Attempts()
-        try:
-            body = retry_call(lambda: client.do_action_with_exception(request), policy, _retryable, tally)
-        except (ServerException, ClientException) as exc:
-            mapped = self._map_error(exc, operation, isinstance(exc, ServerException))
-            if type(mapped) is KmsError:
-                mapped = KmsError(f"{mapped} [{tally.describe(policy)}]")
-            text = str(exc)
-            if any(
-                spelling in text for value in (*sensitive, self._passphrase) for spelling in _spellings(value)
-            ):
-                raise mapped from None
-            raise mapped from exc
-        except OSError as exc:
-            raise KmsError(
-                f"could not reach Alibaba Cloud KMS for {self._where(operation)}: {_scrub(str(exc))} "
-                f"[{tally.describe(policy)}]"
-            ) from exc
+        with self._kms_request(operation, str(self._key), self._region) as fields:
+            try:
+                body = retry_call(lambda: client.do_action_with_exception(request), policy, _retryable, tally)
+            except (ServerException, ClientException) as exc:
+                fields["attempts"] = tally.count
+                mapped = self._map_error(exc, operation, isinstance(exc, ServerException))
+                if type(mapped) is KmsError:
+                    mapped = KmsError(f"{mapped} [{tally.describe(policy)}]")
+                text = str(exc)
+                if any(
+                    spelling in text
+                    for value in (*sensitive, self._passphrase)
+                    for spelling in _spellings(value)
+                ):
+                    raise mapped from None
+                raise mapped from exc
+            except OSError as exc:
+                fields["attempts"] = tally.count
+                raise KmsError(
+                    f"could not reach Alibaba Cloud KMS for {self._where(operation)}: {_scrub(str(exc))} "
+                    f"[{tally.describe(policy)}]"
+                ) from exc
+            fields["attempts"] = tally.count
         try:
             response = json.loads(body)
         except (TypeError, ValueError):
@@ -707,3 +715,43 @@ class AliyunKmsProvider(KeyProvider):
         if len(secret) != request.key_length and len(secret) not in _SECRET_LENGTHS:
             raise DecryptionError()
         return secret
+
+
+_CHAIN: Any = None
+_CHAIN_LOCK = threading.Lock()
+
+
+def _chain_credentials(what: str) -> tuple[str, str, str | None]:
+    """Credentials from Alibaba Cloud's default credential chain (``alibabacloud-credentials``): the
+    ``ALIBABA_CLOUD_*`` variables, OIDC (RRSA), the CLI's and the SDK's profile files, the ECS RAM role,
+    and ``ALIBABA_CLOUD_CREDENTIALS_URI``. A :class:`~cse.exceptions.ConfigurationError` when none has any."""
+    try:
+        from alibabacloud_credentials.provider import (  # type: ignore[import-untyped]
+            DefaultCredentialsProvider,
+        )
+    except ImportError:  # pragma: no cover - a dependency of this distribution
+        chain_error = "alibabacloud-credentials is not installed"
+    else:
+        global _CHAIN
+        try:
+            with _CHAIN_LOCK:
+                if _CHAIN is None:  # one chain per process: its sources cache and renew what they fetch
+                    _CHAIN = DefaultCredentialsProvider()
+            found = _CHAIN.get_credentials()
+        except Exception as exc:
+            # Not quoted: a credentials URI's malformed answer, which the chain's message carries, may
+            # hold a secret.
+            chain_error = f"the default credential chain found none ({type(exc).__name__})"
+        else:
+            return (
+                found.get_access_key_id(),
+                found.get_access_key_secret(),
+                found.get_security_token() or None,
+            )
+    raise ConfigurationError(
+        f"no Alibaba Cloud credentials for the KMS key {what}: set ALIBABA_CLOUD_ACCESS_KEY_ID and "
+        "ALIBABA_CLOUD_ACCESS_KEY_SECRET (and ALIBABA_CLOUD_SECURITY_TOKEN for STS credentials), or "
+        "OSS_ACCESS_KEY_ID and OSS_ACCESS_KEY_SECRET, or configure the default credential chain (a profile "
+        "in ~/.alibabacloud/credentials.ini or ~/.aliyun/config.json, an ECS RAM role, RRSA's OIDC "
+        f"variables, ALIBABA_CLOUD_CREDENTIALS_URI), or pass a configured AcsClient ({chain_error})"
+    )

@@ -580,25 +580,29 @@ class AwsKmsProvider(KeyProvider):
 
     def _call(self, operation: str, key_label: str, **params: Any) -> Mapping[str, Any]:
         client = self._kms()
-        self._count_call(operation)
         policy = self._retry_policy()
         tally = Attempts()
         method = getattr(client, _METHODS[operation])
-        try:
-            response: Mapping[str, Any] = retry_call(lambda: method(**params), policy, _retryable, tally)
-        except Exception as exc:
-            mapped = self._map_error(exc, operation, key_label, client)
-            if mapped is None:
-                raise
-            if type(mapped) is KmsError:
-                endpoint = (
-                    getattr(getattr(client, "meta", None), "endpoint_url", None) or "(unknown endpoint)"
-                )
-                region = self._region or _client_region(client) or "unknown"
-                mapped = KmsError(
-                    f"{mapped} [endpoint {endpoint}, region {region}, {tally.describe(policy)}]"
-                )
-            raise mapped from exc
+        with self._kms_request(operation, key_label, self._region_label()) as fields:
+            try:
+                response: Mapping[str, Any] = retry_call(lambda: method(**params), policy, _retryable, tally)
+            except Exception as exc:
+                fields["attempts"] = tally.count
+                mapped = self._map_error(exc, operation, key_label, client)
+                if mapped is None:
+                    raise
+                if type(mapped) is KmsError:
+                    endpoint = (
+                        getattr(getattr(client, "meta", None), "endpoint_url", None) or "(unknown endpoint)"
+                    )
+                    region = self._region or _client_region(client) or "unknown"
+                    mapped = KmsError(
+                        f"{mapped} [endpoint {endpoint}, region {region}, {tally.describe(policy)}]"
+                    )
+                raise mapped from exc
+            meta = response.get("ResponseMetadata")
+            sdk_retries = int(meta.get("RetryAttempts", 0)) if isinstance(meta, Mapping) else 0
+            fields["attempts"] = tally.count + sdk_retries
         return response
 
     def _map_error(self, exc: Exception, operation: str, key_label: str, client: Any) -> CseError | None:
