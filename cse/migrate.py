@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import logging
 import sqlite3
 import threading
 import time
@@ -51,6 +52,7 @@ from cse.config import CommitmentPolicy, TransferConfig
 from cse.content import codec_for
 from cse.exceptions import ConfigurationError, CseError, ObjectNotFoundError
 from cse.formats.base import Format
+from cse.log import event, get_logger
 from cse.providers import KeyProvider
 from cse.stores.base import ObjectInfo, PartInfo, Store
 
@@ -70,6 +72,8 @@ Engine = Literal["local", "dask"]
 Progress = Callable[[int, int, int, int], None]
 """Progress callback after each object: ``(objects finished, objects in all, stored bytes finished, stored
 bytes in all)``."""
+
+_LOG = get_logger("migrate")
 
 
 @dataclass(frozen=True)
@@ -126,7 +130,18 @@ class MigrationSummary:
     objects: list[ObjectOutcome] = field(default_factory=list)
 
     def add(self, outcome: ObjectOutcome, keep: bool = True) -> None:
-        """Count one outcome (and keep it in :attr:`objects` if ``keep``, or if it failed)."""
+        """Count one outcome (and keep it in :attr:`objects` if ``keep``, or if it failed). Both engines
+        count every outcome here, which logs it on ``cse.migrate`` (INFO for a failure, DEBUG otherwise)."""
+        event(
+            _LOG,
+            logging.INFO if outcome.state == "failed" else logging.DEBUG,
+            f"migrate {outcome.state}",
+            src=outcome.src_url,
+            dst=outcome.dst_url,
+            bytes=outcome.size,
+            format=outcome.format or None,
+            reason=outcome.error or None,
+        )
         if keep or outcome.state == "failed":
             self.objects.append(outcome)
         if outcome.state == "copied":

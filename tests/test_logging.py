@@ -344,3 +344,19 @@ def test_no_secret_in_any_log_record_or_error(
     assert _Recorded.keys, "the recording providers saw no data key"
     found = [spelling for spelling in _secret_spellings(marked) if spelling in text]
     assert not found, f"secrets in logs or errors: {found[:3]}"
+
+
+def test_migration_steps_are_logged(key_a: str, key_b: str, debug_logs: pytest.LogCaptureFixture) -> None:
+    from cse.migrate import migrate
+
+    client = EncryptionClient(key_a)
+    for name in ("one", "two"):
+        client.put(f"memory://log-mig/src/{name}", name.encode())
+    MemoryStore.shared("log-mig").put("src/plain", b"not encrypted", {})
+    summary = migrate("memory://log-mig/src/", "memory://log-mig/dst/", keys=[key_a], to_keys=[key_b])
+    assert (summary.copied, summary.failed) == (2, 1)
+    steps = {(e["event"], e["src"]) for e in _events(debug_logs, "cse.migrate")}
+    assert ("migrate copied", "memory://log-mig/src/one") in steps
+    assert ("migrate failed", "memory://log-mig/src/plain") in steps
+    failed = [r for r in debug_logs.records if r.name == "cse.migrate" and r.levelno == logging.INFO]
+    assert failed and "reason=" in failed[0].getMessage()
