@@ -36,7 +36,14 @@ from typing import Any
 
 import click
 
-__all__ = ["STORE_SETTINGS", "apply_environment", "default_config_path", "load_profile", "set_envvars"]
+__all__ = [
+    "STORE_SETTINGS",
+    "WEAKENING_OPTIONS",
+    "apply_environment",
+    "default_config_path",
+    "load_profile",
+    "set_envvars",
+]
 
 #: Profile entries that configure stores and key services: entry -> the environment variable it sets.
 STORE_SETTINGS: dict[str, str] = {
@@ -49,8 +56,14 @@ STORE_SETTINGS: dict[str, str] = {
     "aliyun-kms-endpoint": "CSE_ALIYUN_KMS_ENDPOINT",
 }
 
-#: Options that read no environment variable (they choose the config file and profile themselves).
-_NO_ENVVAR = {"help", "version", "config", "profile"}
+#: Opt-ins that weaken security: they are given on the command line each time, never by an environment
+#: variable or a profile, so that a forgotten default cannot switch a check off for every later run.
+WEAKENING_OPTIONS = frozenset(
+    {"allow-legacy", "delayed-authentication", "allow-unauthenticated-ranges", "allow-cse-only"}
+)
+#: Options that read no environment variable (they choose the config file and profile themselves, or weaken
+#: security).
+_NO_ENVVAR = {"help", "version", "config", "profile"} | WEAKENING_OPTIONS
 
 
 def default_config_path() -> Path:
@@ -154,6 +167,12 @@ def apply_environment(
     store settings to the environment where the variables are unset. Unknown entries are refused with the
     names a profile may use. Returns the profile's entries."""
     entries = load_profile(Path(config) if config else None, profile)
+    weakening = sorted(set(entries) & WEAKENING_OPTIONS)
+    if weakening:
+        raise click.UsageError(
+            f"profile {profile or 'default'!r} sets {', '.join(weakening)}: options that weaken security "
+            "are not taken from profiles (nor from CSE_* variables); give them on the command line"
+        )
     options = _option_names(group) - _NO_ENVVAR
     unknown = sorted(set(entries) - options - set(STORE_SETTINGS))
     if unknown:

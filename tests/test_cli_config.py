@@ -9,11 +9,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import click
 import pytest
 from click.testing import CliRunner
 
 from cse import EncryptionClient
 from cse.cli import main
+from cse.cli_config import WEAKENING_OPTIONS
 
 pytest.importorskip("cse_rsa")
 
@@ -152,3 +154,34 @@ def test_completion_completes_commands_in_a_real_bash(isolated: Path) -> None:
         pytest.skip("no bash")
     check = subprocess.run(["bash", "-n"], input=script, capture_output=True, text=True)
     assert check.returncode == 0, check.stderr
+
+
+def _params(command: click.Command) -> list[tuple[str, click.Parameter]]:
+    found = [(command.name or "", p) for p in command.params]
+    if isinstance(command, click.Group):
+        for sub in command.commands.values():
+            found.extend(_params(sub))
+    return found
+
+
+def test_security_opt_ins_read_no_environment_variable() -> None:
+    weakening = [
+        (name, p)
+        for name, p in _params(main)
+        if isinstance(p, click.Option) and p.name and p.opts[0].lstrip("-") in WEAKENING_OPTIONS
+    ]
+    # Every opt-in is there (on get, cat, cp, head, migrate, rewrap ...), and none has a variable.
+    assert {p.opts[0].lstrip("-") for _, p in weakening} == WEAKENING_OPTIONS
+    assert [(name, p.opts[0]) for name, p in weakening if p.envvar] == []
+    others = [p for _, p in _params(main) if isinstance(p, click.Option) and p.opts[0] == "--key"]
+    assert others and all(p.envvar == "CSE_KEY" for p in others)
+    help_text = CliRunner().invoke(main, ["get", "--help"]).output
+    assert "CSE_ALLOW_LEGACY" not in help_text and "CSE_DELAYED_AUTHENTICATION" not in help_text
+
+
+@pytest.mark.parametrize("entry", sorted(WEAKENING_OPTIONS))
+def test_a_profile_cannot_switch_a_security_check_off(isolated: Path, entry: str) -> None:
+    config = _write_config(isolated / "weak.toml", f"[profiles.default]\n{entry} = true\n")
+    result = CliRunner().invoke(main, ["--config", str(config), "ls", "memory://cfg/"])
+    assert result.exit_code == 2
+    assert f"sets {entry}" in result.output and "give them on the command line" in result.output
