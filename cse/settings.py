@@ -16,6 +16,10 @@ Copies keep the source's settings unless told otherwise (:func:`carry_settings`)
   ``ColdArchive``), or dropped (the destination's default) with a DEBUG log on ``cse.settings`` where the
   other cloud has none of that meaning. Stores that are neither S3 nor OSS keep the label as it is.
 * content type, disposition, cache control and tags are kept.
+
+Onto a store with no server-side encryption at all (``file://``), the source's is dropped, and a storage
+class the destination refuses (``file://`` has none) is dropped, each with a DEBUG log: a local copy of a
+cloud object is still encrypted by cse.
 """
 
 from __future__ import annotations
@@ -119,6 +123,26 @@ def _storage_class(value: str | None, src_kind: str, dst_kind: str, where: str) 
     return None
 
 
+def _what_the_destination_keeps(kept: ObjectSettings, dst_store: Store, where: str) -> ObjectSettings:
+    """A store with no server-side encryption at all (``file://``) drops the source's, and a storage class
+    the destination refuses (``file://`` has none) is dropped: both with a DEBUG log."""
+    if kept.sse is not None and not dst_store.sse_modes:
+        event(_LOG, logging.DEBUG, f"{dst_store.scheme}:// has no server-side encryption", object=where)
+        kept = replace(kept, sse=None)
+    if kept.storage_class is not None:
+        try:
+            dst_store.check_settings(ObjectSettings(storage_class=kept.storage_class))
+        except ConfigurationError:
+            event(
+                _LOG,
+                logging.DEBUG,
+                f"storage class {kept.storage_class} is not one of {dst_store.scheme}://; dropped",
+                object=where,
+            )
+            kept = replace(kept, storage_class=None)
+    return kept
+
+
 def carry_settings(
     source: ObjectSettings,
     src_store: Store,
@@ -149,6 +173,7 @@ def carry_settings(
             sse=sse,
             storage_class=_storage_class(source.storage_class, src_store.scheme, dst_store.scheme, where),
         )
+    kept = _what_the_destination_keeps(kept, dst_store, where)
     result = (override or ObjectSettings()).over(kept)
     if result.sse is not None and result.sse.mode not in dst_store.sse_modes:
         have = ", ".join(m for m in SSE_MODES if m in dst_store.sse_modes) or "none"

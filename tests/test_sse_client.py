@@ -549,3 +549,21 @@ def test_cli_migrate_and_rewrap_override_sse(runner: CliRunner, key_a: str, key_
     refused = runner.invoke(main, ["migrate", src.url("p/"), dst.url("r/"), "--key", key_b, "--sse", "dsse"])
     assert refused.exit_code == 1 and "'dsse'" in refused.output
     assert not list(dst.list("r/"))
+
+
+def test_onto_a_store_without_sse_or_storage_classes_they_are_dropped(key_a: str, tmp_path: Path) -> None:
+    """file:// has neither: a local copy of a cloud object keeps its content settings and tags."""
+    from cse.stores.file import FileStore
+
+    s3, local = S3Like(), FileStore(tmp_path / "vault")
+    client = EncryptionClient(key_a)
+    client.put((s3, "p/k"), b"data", **FULL)
+    client.copy((s3, "p/k"), (local, "k"))
+    got = local.head("k").settings
+    assert got.sse is None and got.storage_class is None
+    assert got.content_type == "text/csv" and local.get_tags("k") == FULL["tags"]
+    summary = migrate((s3, "p/"), (local, "m/"), keys=[key_a])
+    assert summary.copied == 1 and not summary.failed
+    assert local.head("m/k").settings.content_type == "text/csv"
+    with pytest.raises(ConfigurationError, match="file://"):
+        client.copy((s3, "p/k"), (local, "x"), sse="kms")
