@@ -42,7 +42,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, BinaryIO, ClassVar, NoReturn, cast
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 import boto3  # type: ignore[import-untyped,unused-ignore]
 from botocore.config import Config  # type: ignore[import-untyped,unused-ignore]
@@ -171,8 +171,8 @@ def _sse_params(sse: ServerSideEncryption | None) -> dict[str, Any]:
 
 
 def _tagging(tags: Mapping[str, str]) -> str:
-    """S3's ``Tagging`` parameter: the tags URL-encoded as a query string."""
-    return urlencode(list(tags.items()))
+    """S3's ``Tagging`` parameter: the tags URL-encoded as a query string (spaces as ``%20``)."""
+    return urlencode(list(tags.items()), quote_via=quote)
 
 
 def _settings_params(settings: ObjectSettings | None, *, tags: bool = True) -> dict[str, Any]:
