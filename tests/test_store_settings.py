@@ -406,3 +406,23 @@ def test_oss_emulator_refuses_invalid_bucket_rules(plain: Any, rule: Any, code: 
     assert (caught.value.status, caught.value.code) == (400, code)
     with pytest.raises(oss2.exceptions.NoSuchServerSideEncryptionRule):
         plain.get_bucket_encryption()
+
+
+def test_s3_instruction_files_get_their_objects_sse(s3_client: Any, s3_bucket: str, kms_key_id: str) -> None:
+    """An instruction file is server-side encrypted as its object (a bucket policy requiring SSE-KMS
+    applies to it too), when written by put and when copied along."""
+    store = S3Store(s3_bucket, client=s3_client, write_instruction_file=True)
+    v2 = {
+        "x-amz-key-v2": "d3JhcHBlZA==",
+        "x-amz-iv": "aXZpdml2aXZpdml2",
+        "x-amz-cek-alg": "AES/GCM/NoPadding",
+        "x-amz-wrap-alg": "kms+context",
+        "x-amz-matdesc": "{}",
+        "x-amz-tag-len": "128",
+    }
+    store.put("obj", b"ciphertext", v2, ObjectSettings(sse=ServerSideEncryption("kms", kms_key_id)))
+    store.copy("obj", "copy")
+    for key in ("obj.instruction", "copy.instruction", "copy"):
+        head = s3_client.head_object(Bucket=s3_bucket, Key=key)
+        assert (head["ServerSideEncryption"], head["SSEKMSKeyId"]) == ("aws:kms", kms_key_id), key
+    assert "x-amz-key-v2" not in s3_client.head_object(Bucket=s3_bucket, Key="obj")["Metadata"]
