@@ -37,6 +37,13 @@ Ranges are requested with ``x-oss-range-behavior: standard``, so a range that st
 object is refused (416) rather than silently answered with the whole object, and one that runs past the
 end is clamped.
 
+Object settings (:class:`~cse.stores.base.ObjectSettings`) travel as oss2 headers: ``Content-Type``,
+``Content-Disposition``, ``Cache-Control``, ``x-oss-storage-class``, ``x-oss-tagging`` and
+``x-oss-server-side-encryption`` (``AES256``, ``KMS``, ``SM4``) with ``-key-id``, on PutObject,
+InitiateMultipartUpload and CopyObject; ``head``/``get`` report what OSS answers, tags come from
+GetObjectTagging. ``x-oss-metadata-directive: REPLACE`` drops the content headers, so ``copy`` sends the
+source's again, with its SSE and storage class.
+
 Multipart: part numbers 1..10,000, parts of at least 100 KiB but the last. Each UploadPart carries the
 client-side-encryption headers that the format gives (for OSS V2 the whole crypto context, data size and
 part size, as the official SDKs send). :meth:`OssStore.upload_context` reads back the crypto context of an

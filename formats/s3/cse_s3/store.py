@@ -24,6 +24,16 @@ Instruction files (see :mod:`cse_s3.instruction`):
   instruction file right after; for a multipart upload, the file is written on completion from what this
   store instance remembers of ``create_multipart``.
 
+Object settings (:class:`~cse.stores.base.ObjectSettings`) travel as boto3 passes them: ``ContentType``,
+``ContentDisposition``, ``CacheControl``, ``StorageClass``, ``Tagging`` (URL-encoded) and
+``ServerSideEncryption`` (``AES256``, ``aws:kms``, ``aws:kms:dsse``) with ``SSEKMSKeyId``, on PutObject,
+CreateMultipartUpload and CopyObject; ``head``/``get`` report what S3 answers (a ``ContentType`` of
+``binary/octet-stream`` when none was set, no ``StorageClass`` for STANDARD), tags come from
+GetObjectTagging. CopyObject gives a copy the bucket default encryption and STANDARD, and REPLACE drops the
+content headers: ``copy`` sends the source's again (``Expires``, ``ContentEncoding`` and
+``ContentLanguage``, which cse does not model, are still dropped by a metadata replace). Instruction files
+get their object's server-side encryption.
+
 ``list_multipart_uploads`` cannot read metadata back from S3 (ListMultipartUploads does not return it): it
 reports the metadata this store instance was given at ``create_multipart``, and ``{}`` for uploads that
 another process started.
@@ -42,7 +52,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, BinaryIO, ClassVar, NoReturn, cast
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 import boto3  # type: ignore[import-untyped,unused-ignore]
 from botocore.config import Config  # type: ignore[import-untyped,unused-ignore]
@@ -171,8 +181,8 @@ def _sse_params(sse: ServerSideEncryption | None) -> dict[str, Any]:
 
 
 def _tagging(tags: Mapping[str, str]) -> str:
-    """S3's ``Tagging`` parameter: the tags URL-encoded as a query string."""
-    return urlencode(list(tags.items()))
+    """S3's ``Tagging`` parameter: the tags URL-encoded as a query string (spaces as ``%20``)."""
+    return urlencode(list(tags.items()), quote_via=quote)
 
 
 def _settings_params(settings: ObjectSettings | None, *, tags: bool = True) -> dict[str, Any]:

@@ -4,6 +4,14 @@ It serves path-style URLs (``http://HOST:PORT/bucket/key``), verifies OSS V1 (``
 (``OSS4-HMAC-SHA256``) signatures as the official SDKs compute them, and implements the object, listing and
 multipart operations the SDKs and cse use, with OSS error XML, ETags, ``x-oss-hash-crc64ecma`` and
 request ids.
+
+Objects keep server-side encryption (``x-oss-server-side-encryption`` AES256/KMS/SM4, ``-key-id``; KMS
+without a key id reports :attr:`OssEmulator.default_kms_key_id`), the bucket default of
+``?encryption``, ``x-oss-storage-class``, content headers and tags (``x-oss-tagging``,
+``x-oss-tagging-directive``, ``?tagging``, ``x-oss-tagging-count``). A copy keeps the source's encryption
+and storage class unless the request names others. Invalid values get OSS's answers: 400
+``InvalidEncryptionAlgorithmError`` for an unknown algorithm, 400 ``InvalidArgument`` for a key id without
+KMS or an unknown storage class. Archive classes are only labels: their objects read without a restore.
 """
 
 from __future__ import annotations
