@@ -25,6 +25,9 @@ from cse.migrate import migrate, rewrap_prefix
 from cse.settings import carry_settings, object_settings, server_side_encryption
 from cse.stores.base import ObjectSettings, ServerSideEncryption, parse_sse
 from cse.stores.memory import MemoryStore
+from tests import json_formats
+
+json_formats.register()
 
 KiB = 1024
 WRITES = ("put", "create_multipart", "copy")
@@ -299,7 +302,9 @@ def test_a_re_encrypting_copy_keeps_the_settings(key_a: str) -> None:
     client.copy((src, "k"), (dst, "k"))
     assert ("put", "k") in dst.requests  # re-encrypted, not copied server-side
     assert _settings(dst, "k") == _expected()  # one kind of store: everything kept, the key id too
-    client.copy((src, "k"), (src, "other-format"), format="cse-v1")
+    client.copy((src, "k"), (src, "other-format"), format="test-ctr")  # re-encrypted within the store
+    assert ("put", "other-format") in src.requests
+    assert _settings(src, "other-format") == _expected()
     client.copy((src, "k"), (dst, "o"), sse="aes256")
     assert _settings(dst, "o") == _expected(sse="aes256", sse_key_id=None)
 
