@@ -31,6 +31,9 @@ _EXPORTS = {
     "Format": "cse.formats.base",
     "Store": "cse.stores.base",
     "ObjectInfo": "cse.stores.base",
+    "ObjectSettings": "cse.stores.base",
+    "ServerSideEncryption": "cse.stores.base",
+    "parse_sse": "cse.stores.base",
     "open_provider": "cse.registry",
     "open_store": "cse.registry",
     "register_format": "cse.registry",
@@ -70,7 +73,7 @@ if TYPE_CHECKING:
     from cse.formats.base import Format
     from cse.providers import DataKey, KeyProvider, KeyRequest
     from cse.registry import open_provider, open_store, register_format, register_provider, register_store
-    from cse.stores.base import ObjectInfo, Store
+    from cse.stores.base import ObjectInfo, ObjectSettings, ServerSideEncryption, Store, parse_sse
 
 
 def __getattr__(name: str) -> Any:

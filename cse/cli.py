@@ -110,6 +110,23 @@ def _envelope_dict(head: HeadResult) -> dict[str, Any]:
             }
             for w in env.wrapped_keys
         ],
+        **_server_side_dict(head),
+    }
+
+
+def _server_side_dict(head: HeadResult) -> dict[str, Any]:
+    """The server-side layer beside the envelope: SSE (the object's or the bucket default) and the
+    object's other settings."""
+    sse = head.server_side_encryption
+    settings = head.settings
+    return {
+        "server_side_encryption": (
+            None if sse is None else {"mode": sse.mode, "key_id": sse.key_id, "source": head.sse_source}
+        ),
+        "content_type": settings.content_type,
+        "content_disposition": settings.content_disposition,
+        "cache_control": settings.cache_control,
+        "storage_class": settings.storage_class,
     }
 
 
@@ -144,6 +161,20 @@ def _human_head(d: dict[str, Any]) -> str:
         lines.append(
             f"key {i}:              {k['wrap_algorithm']} via {k['provider']} id {k['key_id']}{extra}"
         )
+    sse = d["server_side_encryption"]
+    if sse is None:
+        lines.append("server-side:        none")
+    else:
+        key_id = f", key {sse['key_id']}" if sse["key_id"] else ""
+        lines.append(f"server-side:        {sse['mode']}{key_id} ({sse['source']})")
+    for name, label in (
+        ("content_type", "content type"),
+        ("content_disposition", "disposition"),
+        ("cache_control", "cache control"),
+        ("storage_class", "storage class"),
+    ):
+        if d[name] is not None:
+            lines.append(f"{label + ':':<20}{d[name]}")
     return "\n".join(lines)
 
 
@@ -189,6 +220,100 @@ instruction_option = click.option(
     is_flag=True,
     help="Store the key material in KEY.instruction (the Java S3 Encryption Client's layout); s3:// only.",
 )
+
+
+def _check_sse(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """Validate --sse at parse time (a usage error, exit 2), in any case and in the stores' spellings."""
+    if value is not None:
+        from cse.exceptions import ConfigurationError
+        from cse.stores.base import parse_sse
+
+        try:
+            parse_sse(value)
+        except ConfigurationError as exc:
+            raise click.BadParameter(str(exc)) from None
+    return value
+
+
+def _pairs(pairs: Sequence[str], option: str) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"{pair!r} is not K=V", param_hint=option)
+        out[key] = value
+    return out
+
+
+def sse_options(fn: F) -> F:
+    """--sse and --sse-key-id (put, cp, migrate, rewrap)."""
+    for option in reversed(
+        [
+            click.option(
+                "--sse",
+                metavar="MODE",
+                callback=_check_sse,
+                help="Server-side encryption under cse's: kms, aes256, sm4 (OSS), dsse (S3); any case, or "
+                "the store's own value (aws:kms, AES256, KMS, SM4).",
+            ),
+            click.option(
+                "--sse-key-id",
+                metavar="ID",
+                help="The KMS key of --sse kms or dsse (alone: --sse kms); default: the store's.",
+            ),
+        ]
+    ):
+        fn = option(fn)
+    return fn
+
+
+def object_options(fn: F) -> F:
+    """The object's own settings, as boto3's put_object takes them (put, cp)."""
+    for option in reversed(
+        [
+            click.option("--content-type", metavar="TYPE", help="Content-Type of the stored object."),
+            click.option("--content-disposition", metavar="VALUE", help="Content-Disposition."),
+            click.option("--cache-control", metavar="VALUE", help="Cache-Control."),
+            click.option(
+                "--metadata",
+                "metadata",
+                multiple=True,
+                metavar="K=V",
+                help="User metadata, stored as it is, not encrypted (repeat). On cp: replaces the source's.",
+            ),
+            click.option("--tag", "tags", multiple=True, metavar="K=V", help="Object tag (repeat)."),
+            click.option(
+                "--storage-class",
+                metavar="CLASS",
+                help="The store's storage class (S3 STANDARD_IA, GLACIER ...; OSS IA, Archive ...).",
+            ),
+        ]
+    ):
+        fn = option(fn)
+    return fn
+
+
+def _settings_kwargs(
+    *,
+    sse: str | None,
+    sse_key_id: str | None,
+    content_type: str | None = None,
+    content_disposition: str | None = None,
+    cache_control: str | None = None,
+    tags: Sequence[str] = (),
+    storage_class: str | None = None,
+) -> dict[str, Any]:
+    """The client's keyword arguments of the object options given (none for those not given)."""
+    given = {
+        "sse": sse,
+        "sse_key_id": sse_key_id,
+        "content_type": content_type,
+        "content_disposition": content_disposition,
+        "cache_control": cache_control,
+        "tags": _pairs(tags, "--tag") or None,
+        "storage_class": storage_class,
+    }
+    return {k: v for k, v in given.items() if v is not None}
 
 
 def _target(url: str, instruction_file: bool) -> Any:
@@ -332,6 +457,8 @@ def keygen_rsa(
     type=click.Path(dir_okay=False),
     help="Resumable upload: record progress here (wrapped key material only); rerun to continue.",
 )
+@sse_options
+@object_options
 @json_option
 @progress_option
 @_handle_errors
@@ -344,14 +471,33 @@ def put(
     commitment_policy: str,
     instruction_file: bool,
     checkpoint: str | None,
+    sse: str | None,
+    sse_key_id: str | None,
+    content_type: str | None,
+    content_disposition: str | None,
+    cache_control: str | None,
+    metadata: tuple[str, ...],
+    tags: tuple[str, ...],
+    storage_class: str | None,
     as_json: bool,
     progress: bool,
 ) -> None:
     """Encrypt LOCAL (a file, or - for stdin) and store it at URL.
 
     Large files go multipart; with --checkpoint (oss-v2, cse-v1) an interrupted upload continues from the
-    parts already stored when the same command runs again.
+    parts already stored when the same command runs again. --sse adds server-side encryption under cse's;
+    the other object options are stored as the plain SDK stores them (not encrypted).
     """
+    options = _settings_kwargs(
+        sse=sse,
+        sse_key_id=sse_key_id,
+        content_type=content_type,
+        content_disposition=content_disposition,
+        cache_control=cache_control,
+        tags=tags,
+        storage_class=storage_class,
+    )
+    user_metadata = _pairs(metadata, "--metadata") or None
     client = _client(keys, to_keys=keys, format=fmt, commitment_policy=commitment_policy)
     target = _target(url, instruction_file)
     ctx = _parse_context(context)
@@ -359,12 +505,25 @@ def put(
         if checkpoint:
             raise click.UsageError("--checkpoint needs a file to upload, not standard input")
         with _progress(None, "encrypting", False) as cb:
-            result = client.put(target, sys.stdin.buffer, encryption_context=ctx, callback=cb)
+            result = client.put(
+                target,
+                sys.stdin.buffer,
+                encryption_context=ctx,
+                callback=cb,
+                metadata=user_metadata,
+                **options,
+            )
     else:
         size = os.path.getsize(local)
         with _progress(size, "encrypting", progress) as cb:
             result = client.upload_file(
-                local, target, encryption_context=ctx, callback=cb, checkpoint=checkpoint
+                local,
+                target,
+                encryption_context=ctx,
+                callback=cb,
+                checkpoint=checkpoint,
+                metadata=user_metadata,
+                **options,
             )
     data = {
         "url": result.url,
@@ -577,6 +736,8 @@ def uploads(url: str, abort: bool, older_than: str | None, as_json: bool) -> Non
 @legacy_option
 @policy_option
 @instruction_option
+@sse_options
+@object_options
 @json_option
 @progress_option
 @_handle_errors
@@ -589,15 +750,45 @@ def cp(
     allow_legacy: bool,
     commitment_policy: str,
     instruction_file: bool,
+    sse: str | None,
+    sse_key_id: str | None,
+    content_type: str | None,
+    content_disposition: str | None,
+    cache_control: str | None,
+    metadata: tuple[str, ...],
+    tags: tuple[str, ...],
+    storage_class: str | None,
     as_json: bool,
     progress: bool,
 ) -> None:
-    """Copy an encrypted object; re-wrap with --to-key (repeat for several), or convert with --format."""
+    """Copy an encrypted object; re-wrap with --to-key (repeat for several), or convert with --format.
+
+    The copy keeps the source's server-side encryption, content type, storage class and tags (across
+    clouds, by the rule of docs/server-side-encryption.md); each option given replaces the source's.
+    """
+    options = _settings_kwargs(
+        sse=sse,
+        sse_key_id=sse_key_id,
+        content_type=content_type,
+        content_disposition=content_disposition,
+        cache_control=cache_control,
+        tags=tags,
+        storage_class=storage_class,
+    )
+    user_metadata = _pairs(metadata, "--metadata") or None
     client = _client(keys, allow_legacy=allow_legacy, commitment_policy=commitment_policy)
     target = _target(dst, instruction_file)
     size = client.head(src).size
     with _progress(size, "copying", progress) as cb:
-        result = client.copy(src, target, to_keys=list(to_keys) or None, format=fmt, callback=cb)
+        result = client.copy(
+            src,
+            target,
+            to_keys=list(to_keys) or None,
+            format=fmt,
+            callback=cb,
+            metadata=user_metadata,
+            **options,
+        )
     data = {"src": src, "dst": result.url, "size": result.size, "format": result.envelope.format}
     _emit(as_json, data, f"{src} -> {result.url} ({result.size} bytes, {result.envelope.format})")
 
@@ -739,6 +930,12 @@ def _engine_kwargs(
 @click.option("--cache-max-age", type=click.FloatRange(min=0, min_open=True), help="Data-key cache: seconds.")
 @click.option("--cache-max-objects", type=click.IntRange(min=1), help="Data-key cache: objects per key.")
 @click.option("--cache-max-bytes", type=click.IntRange(min=1), help="Data-key cache: bytes per key.")
+@sse_options
+@click.option(
+    "--storage-class",
+    metavar="CLASS",
+    help="The storage class of every destination object, instead of its source's (mapped across clouds).",
+)
 @engine_options
 @json_option
 @progress_option
@@ -759,6 +956,9 @@ def migrate(
     cache_max_age: float | None,
     cache_max_objects: int | None,
     cache_max_bytes: int | None,
+    sse: str | None,
+    sse_key_id: str | None,
+    storage_class: str | None,
     engine: str,
     scheduler: str | None,
     batch_objects: int | None,
@@ -767,7 +967,11 @@ def migrate(
     progress: bool,
 ) -> None:
     """Copy every encrypted object under SRC to DST (any two stores), re-encrypting it (native) or
-    re-wrapping its key (rewrap). Exits 1 if any object failed; the others are copied regardless."""
+    re-wrapping its key (rewrap). Exits 1 if any object failed; the others are copied regardless.
+
+    Each object keeps its source's server-side encryption, storage class, content type and tags (across
+    clouds: a foreign KMS key id is dropped, storage classes are mapped); --sse, --sse-key-id and
+    --storage-class replace them for every object."""
     if not keys:
         _fail("migrate needs --key KEY_URI for the source objects", 2)
     _run_migration(
@@ -786,6 +990,7 @@ def migrate(
         format=fmt,
         allow_cse_only=allow_cse_only,
         allow_legacy=allow_legacy,
+        **_settings_kwargs(sse=sse, sse_key_id=sse_key_id, storage_class=storage_class),
         **_engine_kwargs(engine, scheduler, batch_objects, batch_bytes),
     )
 
@@ -801,6 +1006,7 @@ def migrate(
 @click.option("--verify", is_flag=True, help="Read every object back and compare its SHA-256.")
 @click.option("--dry-run", is_flag=True, help="List what would be re-wrapped; write nothing.")
 @legacy_option
+@sse_options
 @engine_options
 @json_option
 @progress_option
@@ -814,6 +1020,8 @@ def rewrap(
     verify: bool,
     dry_run: bool,
     allow_legacy: bool,
+    sse: str | None,
+    sse_key_id: str | None,
     engine: str,
     scheduler: str | None,
     batch_objects: int | None,
@@ -822,7 +1030,10 @@ def rewrap(
     progress: bool,
 ) -> None:
     """Rotate keys in place: re-wrap the content key of every object under URL for --to-key, changing only
-    metadata where the store allows (server-side copy). Afterwards the old key is no longer needed."""
+    metadata where the store allows (server-side copy). Afterwards the old key is no longer needed.
+
+    Every object keeps its server-side encryption and other settings; --sse (--sse-key-id) changes its
+    server-side encryption in the same copy."""
     if not keys or not to_keys:
         _fail("rewrap needs --key OLD_KEY_URI and --to-key NEW_KEY_URI", 2)
     _run_migration(
@@ -839,6 +1050,7 @@ def rewrap(
         verify=verify,
         dry_run=dry_run,
         allow_legacy=allow_legacy,
+        **_settings_kwargs(sse=sse, sse_key_id=sse_key_id),
         **_engine_kwargs(engine, scheduler, batch_objects, batch_bytes),
     )
 

@@ -15,7 +15,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import IO, Any, BinaryIO
 
@@ -27,6 +27,7 @@ from cse.envelope import ContentAlgorithm, Envelope, WrappedKey
 from cse.exceptions import (
     AuthenticatedSizeLimitError,
     ConfigurationError,
+    CseError,
     DecryptionError,
     EncryptionContextMismatchError,
     EncryptionError,
@@ -39,7 +40,8 @@ from cse.log import event, get_logger
 from cse.partials import create_partial, remove_stale_partials
 from cse.providers import KeyProvider, KeyRequest
 from cse.ranges import ByteRange, parse_range, resolve_range
-from cse.stores.base import GetResult, ObjectInfo, PartInfo, Store
+from cse.settings import carry_settings, copy_object, create_multipart, object_settings, put_object
+from cse.stores.base import GetResult, ObjectInfo, ObjectSettings, PartInfo, ServerSideEncryption, Store
 
 __all__ = [
     "DecryptingReader",
@@ -103,6 +105,23 @@ class HeadResult:
     envelope: Envelope
     #: The stored user metadata, as the store returned it.
     metadata: Mapping[str, str]
+    #: The server-side layer and the other settings the store reported (content type, storage class,
+    #: server-side encryption; tags are not read here).
+    settings: ObjectSettings = field(default_factory=ObjectSettings)
+    #: The bucket's default server-side encryption, read only when the object reports none of its own.
+    bucket_encryption: ServerSideEncryption | None = None
+
+    @property
+    def server_side_encryption(self) -> ServerSideEncryption | None:
+        """The server-side encryption under cse's: the object's own, else the bucket's default."""
+        return self.settings.sse if self.settings.sse is not None else self.bucket_encryption
+
+    @property
+    def sse_source(self) -> str | None:
+        """Where :attr:`server_side_encryption` comes from: ``object``, ``bucket default`` or ``None``."""
+        if self.settings.sse is not None:
+            return "object"
+        return "bucket default" if self.bucket_encryption is not None else None
 
     @property
     def authentication(self) -> str:
@@ -321,11 +340,48 @@ def _check_context(fmt: Format, envelope: Envelope, expected: Mapping[str, str],
         )
 
 
+def _bucket_encryption(store: Store, info: ObjectInfo) -> ServerSideEncryption | None:
+    """The bucket default, asked for only when the object reports no server-side encryption of its own
+    (a store that refuses to say, for want of permission, reports none)."""
+    if info.settings.sse is not None:
+        return None
+    try:
+        return store.get_bucket_encryption()
+    except CseError as exc:
+        reason = type(exc).__name__
+        event(_LOG, logging.DEBUG, "bucket encryption unknown", store=store.url(""), reason=reason)
+        return None
+
+
 def head_object(store: Store, key: str, *, allow_legacy: bool = False) -> HeadResult:
-    """Describe an encrypted object without any key: plaintext size, envelope, metadata."""
+    """Describe an encrypted object without any key: plaintext size, envelope, metadata, and the
+    server-side layer (the object's settings, and the bucket default if the object has no SSE of its own)."""
+    return _head(store, key, allow_legacy, bucket=True)
+
+
+def _head(store: Store, key: str, allow_legacy: bool, *, bucket: bool) -> HeadResult:
+    """:func:`head_object`; the bucket default is looked up only with ``bucket``."""
     info, _, envelope = _read_envelope(store, key, allow_legacy)
     size = codec_for(envelope.content_algorithm).plaintext_length(envelope, info.size)
-    return HeadResult(store.url(key), size, info.size, info.etag, envelope, dict(info.metadata))
+    return HeadResult(
+        store.url(key),
+        size,
+        info.size,
+        info.etag,
+        envelope,
+        dict(info.metadata),
+        info.settings,
+        _bucket_encryption(store, info) if bucket else None,
+    )
+
+
+def _check_metadata(fmt: Format, envelope: Envelope, extra: Mapping[str, str]) -> None:
+    """User metadata may not use the names of the format's own headers."""
+    clash = sorted({k.lower() for k in extra} & set(fmt.encode(envelope))) if extra else []
+    if clash:
+        raise ConfigurationError(
+            f"the metadata names {', '.join(clash)} are the {fmt.name} format's own; rename them"
+        )
 
 
 class EncryptionClient:
@@ -614,6 +670,13 @@ class EncryptionClient:
         content_length: int | None = None,
         callback: Callback | None = None,
         metadata: Mapping[str, str] | None = None,
+        content_type: str | None = None,
+        content_disposition: str | None = None,
+        cache_control: str | None = None,
+        tags: Mapping[str, str] | None = None,
+        storage_class: str | None = None,
+        sse: ServerSideEncryption | str | None = None,
+        sse_key_id: str | None = None,
     ) -> PutResult:
         """Encrypt ``body`` and store it. Unknown or large lengths go multipart, with bounded memory.
 
@@ -621,19 +684,63 @@ class EncryptionClient:
         for it. ``metadata`` is user metadata stored with the object as it is (not encrypted, as S3's
         ``Metadata=``); its names may not be the format's own. On any failure, a multipart upload is
         aborted: nothing partial is left.
+
+        The store's own settings of the object, as boto3's ``put_object`` takes them (stored as the plain
+        SDK stores them, not encrypted): ``content_type``, ``content_disposition``, ``cache_control``,
+        ``tags`` (a mapping), ``storage_class`` (the store's name: ``STANDARD_IA`` on S3, ``IA`` on OSS),
+        and server-side encryption under cse's: ``sse`` (``kms``, ``aes256``, ``sm4``, ``dsse``, or the
+        store's ``aws:kms``, ``AES256``...; or a :class:`~cse.stores.base.ServerSideEncryption`) with
+        ``sse_key_id`` (a key id alone means ``kms``). A mode the store does not have is refused before
+        anything is written (and before any key is made).
         """
+        settings = object_settings(
+            content_type=content_type,
+            content_disposition=content_disposition,
+            cache_control=cache_control,
+            tags=tags,
+            storage_class=storage_class,
+            sse=sse,
+            sse_key_id=sse_key_id,
+        )
+        return self._put(
+            ref,
+            body,
+            encryption_context=encryption_context,
+            format=format,
+            content_length=content_length,
+            callback=callback,
+            metadata=metadata,
+            settings=settings,
+        )
+
+    def _checked(self, ref: ObjectRef, settings: ObjectSettings) -> tuple[Store, str]:
+        """The store and key of ``ref``, once the store accepted ``settings`` (first thing, before any
+        key is made or byte written)."""
         store, key = self.resolve(ref)
+        if settings:
+            store.check_settings(settings)
+        return store, key
+
+    def _put(
+        self,
+        ref: ObjectRef,
+        body: Body,
+        *,
+        encryption_context: Mapping[str, str] | None,
+        format: str | None,
+        content_length: int | None,
+        callback: Callback | None,
+        metadata: Mapping[str, str] | None,
+        settings: ObjectSettings,
+    ) -> PutResult:
+        store, key = self._checked(ref, settings)
         fmt = self._format(store, format)
         context = self._context(encryption_context)
         source = _Source(body)
         length = content_length if content_length is not None else source.known_length()
         envelope, material = self._new_envelope(fmt, context, length)
         extra = dict(metadata or {})
-        clash = sorted({k.lower() for k in extra} & set(fmt.encode(envelope))) if extra else []
-        if clash:
-            raise ConfigurationError(
-                f"the metadata names {', '.join(clash)} are the {fmt.name} format's own; rename them"
-            )
+        _check_metadata(fmt, envelope, extra)
         codec = codec_for(envelope.content_algorithm)
         try:
             encryptor = codec.encryptor(material, envelope)
@@ -649,6 +756,7 @@ class EncryptionClient:
                 encryptor,
                 callback,
                 extra,
+                settings,
             )
         head = memoryview(b"")
         if length is None:
@@ -657,9 +765,11 @@ class EncryptionClient:
             head = memoryview(buffer)[: source.readinto(memoryview(buffer))]
             if len(head) <= threshold:
                 return self._put_single(
-                    store, key, fmt, _with_mac(envelope, material, head), encryptor, callback, extra
+                    store, key, fmt, _with_mac(envelope, material, head), encryptor, callback, extra, settings
                 )
-        return self._put_multipart(store, key, fmt, envelope, encryptor, source, head, callback, extra)
+        return self._put_multipart(
+            store, key, fmt, envelope, encryptor, source, head, callback, extra, settings
+        )
 
     def _put_single(
         self,
@@ -670,6 +780,7 @@ class EncryptionClient:
         encryptor: Any,
         callback: Callback | None,
         extra: Mapping[str, str] | None = None,
+        settings: ObjectSettings | None = None,
     ) -> PutResult:
         envelope, plaintext = prepared
         length = len(plaintext)
@@ -680,7 +791,8 @@ class EncryptionClient:
         trailer = encryptor.finalize()
         out[n : n + len(trailer)] = trailer
         ciphertext = memoryview(out)[: n + len(trailer)]
-        info = store.put(key, ciphertext, {**(extra or {}), **fmt.encode(envelope)})
+        headers = {**(extra or {}), **fmt.encode(envelope)}
+        info = put_object(store, key, ciphertext, headers, settings)
         if callback is not None:
             callback(length)
         return PutResult(store.url(key), info.etag, length, len(ciphertext), envelope, 0)
@@ -706,6 +818,7 @@ class EncryptionClient:
         head: memoryview,
         callback: Callback | None,
         extra: Mapping[str, str] | None = None,
+        settings: ObjectSettings | None = None,
     ) -> PutResult:
         cfg = self.config
         codec = codec_for(envelope.content_algorithm)
@@ -720,7 +833,7 @@ class EncryptionClient:
         # Formats that record the multipart layout (OSS: data-size, part-size) get it; the others ignore it.
         layout = {"data_size": envelope.plaintext_length, "part_size": part_size}
         envelope = envelope.model_copy(update=layout)
-        upload_id = store.create_multipart(key, {**(extra or {}), **fmt.encode(envelope)})
+        upload_id = create_multipart(store, key, {**(extra or {}), **fmt.encode(envelope)}, settings)
         part_headers = fmt.part_headers(envelope)
         free: list[bytearray] = []
         pending: dict[Future[PartInfo], bytearray] = {}
@@ -823,6 +936,14 @@ class EncryptionClient:
         format: str | None = None,
         callback: Callback | None = None,
         checkpoint: str | os.PathLike[str] | None = None,
+        metadata: Mapping[str, str] | None = None,
+        content_type: str | None = None,
+        content_disposition: str | None = None,
+        cache_control: str | None = None,
+        tags: Mapping[str, str] | None = None,
+        storage_class: str | None = None,
+        sse: ServerSideEncryption | str | None = None,
+        sse_key_id: str | None = None,
     ) -> PutResult:
         """Encrypt a local file into the store (multipart above the threshold, bounded memory).
 
@@ -830,10 +951,23 @@ class EncryptionClient:
         read, encrypted at their offsets and uploaded in parallel (``max_concurrency`` at once). With
         ``checkpoint`` (a file path), the upload is resumable: after a crash or an error, the same call
         continues from the parts the store already holds, and the checkpoint records only wrapped key
-        material (see :mod:`cse.transfer`). S3 V2/V3 (GCM) cannot be resumed.
+        material (see :mod:`cse.transfer`). S3 V2/V3 (GCM) cannot be resumed. A resumed upload keeps the
+        metadata and settings it was started with.
+
+        ``metadata`` and the object settings (``content_type`` ... ``sse``, ``sse_key_id``) are
+        :meth:`put`'s.
         """
+        settings = object_settings(
+            content_type=content_type,
+            content_disposition=content_disposition,
+            cache_control=cache_control,
+            tags=tags,
+            storage_class=storage_class,
+            sse=sse,
+            sse_key_id=sse_key_id,
+        )
         p = Path(path)
-        store, key = self.resolve(ref)
+        store, key = self._checked(ref, settings)
         fmt = self._format(store, format)
         try:
             size = p.stat().st_size
@@ -855,19 +989,23 @@ class EncryptionClient:
                 self._context(encryption_context),
                 checkpoint=Path(checkpoint) if checkpoint is not None else None,
                 callback=callback,
+                metadata=metadata,
+                settings=settings,
             )
         try:
             fh = p.open("rb")
         except OSError as exc:
             raise ConfigurationError(f"cannot read {p}: {exc.strerror or exc}") from None
         with fh:
-            return self.put(
+            return self._put(
                 (store, key),
                 fh,
                 encryption_context=encryption_context,
                 format=format,
                 content_length=size,
                 callback=callback,
+                metadata=metadata,
+                settings=settings,
             )
 
     # ------------------------------------------------------------------------------------------------ get
@@ -1090,6 +1228,14 @@ class EncryptionClient:
         encryption_context: Mapping[str, str] | None = None,
         format: str | None = None,
         content_length: int | None = None,
+        metadata: Mapping[str, str] | None = None,
+        content_type: str | None = None,
+        content_disposition: str | None = None,
+        cache_control: str | None = None,
+        tags: Mapping[str, str] | None = None,
+        storage_class: str | None = None,
+        sse: ServerSideEncryption | str | None = None,
+        sse_key_id: str | None = None,
     ) -> EncryptingWriter:
         """A write-only, file-like object that encrypts what is written into ``ref``.
 
@@ -1099,8 +1245,19 @@ class EncryptionClient:
         appears only when :meth:`EncryptingWriter.close` returns; :meth:`EncryptingWriter.abort`, or an
         exception leaving a ``with`` block, aborts the upload and leaves nothing (no object, no unfinished
         multipart upload). ``content_length``, if known, is recorded where the format has a field for it.
+        ``metadata`` and the object settings (``content_type`` ... ``sse``, ``sse_key_id``) are
+        :meth:`put`'s, and are checked here, before the writer starts.
         """
-        store, key = self.resolve(ref)
+        settings = object_settings(
+            content_type=content_type,
+            content_disposition=content_disposition,
+            cache_control=cache_control,
+            tags=tags,
+            storage_class=storage_class,
+            sse=sse,
+            sse_key_id=sse_key_id,
+        )
+        store, key = self._checked(ref, settings)
         self._format(store, format)  # a bad format fails here, not in the background
         return EncryptingWriter(
             self,
@@ -1108,6 +1265,8 @@ class EncryptionClient:
             encryption_context=encryption_context,
             format=format,
             content_length=content_length,
+            metadata=metadata,
+            settings=settings,
         )
 
     def download_file(
@@ -1169,6 +1328,7 @@ class EncryptionClient:
             obj.info.etag,
             obj.envelope,
             dict(obj.info.metadata),
+            obj.info.settings,
         )
 
     # ------------------------------------------------------------------------------------------ the rest
@@ -1188,21 +1348,42 @@ class EncryptionClient:
     ) -> HeadResult:
         """Re-wrap an object's content key for ``to_keys`` without touching its ciphertext.
 
-        The new metadata is written by a server-side copy with metadata replace (onto ``dst``, or in place).
+        The new metadata is written by a server-side copy with metadata replace (onto ``dst``, or in place),
+        which keeps the object's settings (server-side encryption, content type, storage class, tags).
         After it, the old key is no longer needed to read the object.
         """
+        return self._rewrap(ref, to_keys, dst, None, ObjectSettings())
+
+    def _rewrap(
+        self,
+        ref: ObjectRef,
+        to_keys: Sequence[KeyProvider | str],
+        dst: ObjectRef | None,
+        metadata: Mapping[str, str] | None,
+        settings: ObjectSettings,
+    ) -> HeadResult:
+        """:meth:`rewrap`, with the user metadata replaced by ``metadata`` if given, and the settings set in
+        ``settings`` replacing the source's."""
+        dst_store, dst_key = self.resolve(dst) if dst is not None else self.resolve(ref)
+        if settings:
+            dst_store.check_settings(settings)
         obj = self._open(ref)
         fmt = self._detect(obj.info.metadata, obj.store.url(obj.key))
         envelope = self.rewrapped_envelope(obj.envelope, obj.material, fmt, to_keys)
-        # Keep the user's own metadata; replace every field of the old envelope's encoding.
-        old_fields = fmt.encode(obj.envelope).keys()
-        metadata = {k: v for k, v in obj.info.metadata.items() if k not in old_fields}
-        metadata.update(fmt.encode(envelope))
-        dst_store, dst_key = self.resolve(dst) if dst is not None else (obj.store, obj.key)
         if dst_store is not obj.store:
             raise ConfigurationError("rewrap copies within one store; use copy() to move between stores")
-        info = obj.store.copy(obj.key, dst_key, metadata)
-        return HeadResult(obj.store.url(dst_key), obj.size, info.size, info.etag, envelope, metadata)
+        # Keep the user's own metadata (unless replaced); replace every field of the old envelope's encoding.
+        old_fields = fmt.encode(obj.envelope).keys()
+        if metadata is None:
+            kept = {k: v for k, v in obj.info.metadata.items() if k not in old_fields}
+        else:
+            kept = dict(metadata)
+            _check_metadata(fmt, envelope, kept)
+        kept.update(fmt.encode(envelope))
+        info = copy_object(obj.store, obj.key, dst_key, kept, settings)
+        return HeadResult(
+            obj.store.url(dst_key), obj.size, info.size, info.etag, envelope, kept, info.settings
+        )
 
     def rewrapped_envelope(
         self,
@@ -1247,6 +1428,14 @@ class EncryptionClient:
         to_keys: Sequence[KeyProvider | str] | None = None,
         format: str | None = None,
         callback: Callback | None = None,
+        metadata: Mapping[str, str] | None = None,
+        content_type: str | None = None,
+        content_disposition: str | None = None,
+        cache_control: str | None = None,
+        tags: Mapping[str, str] | None = None,
+        storage_class: str | None = None,
+        sse: ServerSideEncryption | str | None = None,
+        sse_key_id: str | None = None,
     ) -> PutResult | HeadResult:
         """Copy an encrypted object.
 
@@ -1255,22 +1444,55 @@ class EncryptionClient:
         is decrypted, verified and re-encrypted in the destination's format: for objects authenticated only
         as a whole, the destination upload completes only after the source's tag verified, so an altered
         source never lands.
+
+        The copy keeps the source's settings (server-side encryption, content type, disposition, cache
+        control, storage class, tags); each one given here (as :meth:`put` takes them) replaces the
+        source's. Across kinds of store (S3 to OSS) the rule of :mod:`cse.settings` applies: a foreign
+        KMS key id is dropped, storage classes are mapped, and a server-side encryption mode the
+        destination lacks is refused unless ``sse`` names another. ``metadata`` replaces the user
+        metadata (a server-side copy keeps the source's otherwise; a re-encrypting copy writes none).
         """
+        override = object_settings(
+            content_type=content_type,
+            content_disposition=content_disposition,
+            cache_control=cache_control,
+            tags=tags,
+            storage_class=storage_class,
+            sse=sse,
+            sse_key_id=sse_key_id,
+        )
         src_store, src_key = self.resolve(src)
-        dst_store, dst_key = self.resolve(dst)
-        head = self.head((src_store, src_key))  # also refuses what is not an encrypted object
+        dst_store, dst_key = self._checked(dst, override)
+        # Also refuses what is not an encrypted object.
+        head = _head(src_store, src_key, self.allow_legacy, bucket=False)
         if src_store is dst_store and (
             format is None or _full_format_name(format, dst_store) == head.envelope.format
         ):
+            result: PutResult | HeadResult
             if to_keys:
-                result = self.rewrap((src_store, src_key), to_keys=to_keys, dst=(dst_store, dst_key))
+                result = self._rewrap((src_store, src_key), to_keys, (dst_store, dst_key), metadata, override)
             else:
-                info = src_store.copy(src_key, dst_key)
+                fmt = self._detect(head.metadata, head.url)
+                new_metadata = None
+                if metadata is not None:
+                    _check_metadata(fmt, head.envelope, metadata)
+                    new_metadata = {**metadata, **fmt.encode(head.envelope)}
+                info = copy_object(src_store, src_key, dst_key, new_metadata, override)
                 url = dst_store.url(dst_key)
-                result = HeadResult(url, head.size, info.size, info.etag, head.envelope, head.metadata)
+                result = HeadResult(
+                    url,
+                    head.size,
+                    info.size,
+                    info.etag,
+                    head.envelope,
+                    new_metadata if new_metadata is not None else head.metadata,
+                    info.settings,
+                )
             if callback is not None:
                 callback(head.size)
             return result
+        source = replace(head.settings, tags=src_store.get_tags(src_key))
+        settings = carry_settings(source, src_store, dst_store, override, head.url)
         obj = self._open((src_store, src_key), whole=True)
         writer = (
             self
@@ -1285,13 +1507,15 @@ class EncryptionClient:
         )
         stream = _IterReader(self._stream(obj, 0, obj.size - 1))
         try:
-            return writer.put(
+            return writer._put(
                 (dst_store, dst_key),
                 stream,
                 format=format,
                 content_length=obj.size,
                 encryption_context=obj.envelope.encryption_context,
                 callback=callback,
+                metadata=metadata,
+                settings=settings,
             )
         finally:
             obj.close()
@@ -1518,7 +1742,7 @@ class _Upload:
 
     def run(self, client: EncryptionClient, ref: ObjectRef, options: dict[str, Any]) -> None:
         try:
-            self.result = client.put(ref, self.chunks(), **options)
+            self.result = client._put(ref, self.chunks(), **options)
         except BaseException as exc:  # handed to the writing thread
             self.error = exc
         finally:
@@ -1569,6 +1793,8 @@ class EncryptingWriter(io.RawIOBase):
         encryption_context: Mapping[str, str] | None = None,
         format: str | None = None,
         content_length: int | None = None,
+        metadata: Mapping[str, str] | None = None,
+        settings: ObjectSettings | None = None,
     ) -> None:
         """Start the upload of ``ref`` (use :meth:`EncryptionClient.open_writer`)."""
         super().__init__()
@@ -1580,6 +1806,9 @@ class EncryptingWriter(io.RawIOBase):
             "encryption_context": encryption_context,
             "format": format,
             "content_length": content_length,
+            "callback": None,
+            "metadata": metadata,
+            "settings": settings or ObjectSettings(),
         }
         self._thread = threading.Thread(
             target=self._upload.run, args=(client, ref, options), name="cse-writer", daemon=True

@@ -27,6 +27,13 @@ left at an in-flight object's destination key are aborted first. Nothing is mark
 destination object is complete, and writing the same destination key again replaces it: a killed run loses
 nothing and duplicates nothing.
 
+Settings. Every destination object keeps its source's settings: server-side encryption, content type,
+disposition, cache control, storage class and tags. Within one kind of store they are kept as they are;
+from one kind to another (S3 to OSS) the rule of :mod:`cse.settings` applies: the server-side encryption
+mode is kept but a KMS key id of the other cloud is dropped (the destination's default key), a mode the
+destination lacks fails that object, and storage classes are mapped to the same meaning or dropped.
+``sse``, ``sse_key_id`` and ``storage_class`` replace the source's for every object.
+
 A failed object never stops the others; its reason is in the summary, and :attr:`MigrationSummary.failed`
 says whether any failed. ``verify`` reads every destination object back and compares the SHA-256 of its
 plaintext with the source's.
@@ -54,7 +61,8 @@ from cse.exceptions import ConfigurationError, CseError, ObjectNotFoundError
 from cse.formats.base import Format
 from cse.log import event, get_logger
 from cse.providers import KeyProvider
-from cse.stores.base import ObjectInfo, PartInfo, Store
+from cse.settings import carry_settings, copy_object, create_multipart, object_settings, put_object
+from cse.stores.base import ObjectInfo, ObjectSettings, PartInfo, ServerSideEncryption, Store
 
 __all__ = [
     "MARKER_ETAG",
@@ -465,7 +473,9 @@ class _Migrator:
         in_place: bool,
         leftovers_before: float,
         leftovers_above: int | None = None,
+        settings: ObjectSettings | None = None,
     ) -> None:
+        self.settings = settings or ObjectSettings()
         self.reader, self.writer = reader, writer
         self.src_store, self.dst_store = src_store, dst_store
         self.mode, self.verify, self.allow_cse_only = mode, verify, allow_cse_only
@@ -496,7 +506,14 @@ class _Migrator:
             marker = {MARKER_ETAG: _unquote(item.etag), MARKER_TOKEN: item.token} if item.token else {}
             if self.mode == "native":
                 return _native(
-                    self.reader, self.writer, self.src_store, self.dst_store, item, self.verify, marker
+                    self.reader,
+                    self.writer,
+                    self.src_store,
+                    self.dst_store,
+                    item,
+                    self.verify,
+                    marker,
+                    self.settings,
                 )
             return _rewrap(
                 self.reader,
@@ -508,6 +525,7 @@ class _Migrator:
                 self.allow_cse_only,
                 self.config,
                 marker,
+                self.settings,
             )
         except (CseError, OSError) as exc:
             message = str(exc) or type(exc).__name__
@@ -561,6 +579,9 @@ def migrate(
     scheduler: Any = None,
     batch_objects: int | None = None,
     batch_bytes: int | None = None,
+    sse: ServerSideEncryption | str | None = None,
+    sse_key_id: str | None = None,
+    storage_class: str | None = None,
 ) -> MigrationSummary:
     """Copy (``native``) or re-key (``rewrap``) every encrypted object under ``src`` to ``dst``.
 
@@ -588,6 +609,11 @@ def migrate(
         default ``DASK_SCHEDULER_ADDRESS``, else a ``LocalCluster`` sized to this machine.
     :param batch_objects: Dask engine: the most objects in one task (default 1000).
     :param batch_bytes: Dask engine: the most stored bytes in one task (default 1 GiB).
+    :param sse: the server-side encryption of every destination object (``kms``, ``aes256``, ``sm4``,
+        ``dsse``, or a :class:`~cse.stores.base.ServerSideEncryption`), instead of its source's; with
+        ``sse_key_id``, the KMS key (alone: ``kms``). Default: each keeps its source's (module docstring).
+    :param storage_class: the storage class of every destination object (the destination store's name),
+        instead of its source's.
     """
     if engine == "dask":
         from cse.migrate_dask import migrate_dask
@@ -611,6 +637,9 @@ def migrate(
             scheduler=scheduler,
             batch_objects=batch_objects,
             batch_bytes=batch_bytes,
+            sse=sse,
+            sse_key_id=sse_key_id,
+            storage_class=storage_class,
         )
     if engine != "local":
         raise ConfigurationError(f"unknown migration engine {engine!r}; use local or dask")
@@ -620,6 +649,7 @@ def migrate(
             "(--engine dask) or leave them out"
         )
     _check_options(mode, workers, keys)
+    override = object_settings(sse=sse, sse_key_id=sse_key_id, storage_class=storage_class)
     started = time.monotonic()
     cfg = config or TransferConfig()
     reader, writer = _open_clients(
@@ -628,6 +658,8 @@ def migrate(
     src_store, src_prefix = reader.resolve(src)
     dst_store, dst_prefix = reader.resolve(dst)
     in_place = _check_in_place(mode, src_store, src_prefix, dst_store, dst_prefix)
+    if override:
+        dst_store.check_settings(override)  # a mode the destination lacks is refused before any object
     run_started = time.time()
     migrator = _Migrator(
         reader,
@@ -640,6 +672,7 @@ def migrate(
         config=cfg,
         in_place=in_place,
         leftovers_before=run_started,
+        settings=override,
     )
     providers = migrator.providers
     before = _kms_counts(providers)
@@ -770,20 +803,29 @@ def _native(
     item: _Item,
     verify: bool,
     marker: Mapping[str, str],
+    override: ObjectSettings,
 ) -> tuple[ObjectOutcome, str]:
     obj = reader._open((src_store, item.src_key), whole=True)
+    try:
+        settings = _carried(obj.info, src_store, item.src_key, dst_store, override, item.src_url)
+    except BaseException:
+        obj.close()
+        raise
     src_fmt = registry.get_format(obj.envelope.format)
     context = {
         k: v for k, v in obj.envelope.encryption_context.items() if k not in src_fmt.reserved_context_keys
     }
     hashing = _Hashing(reader._stream(obj, 0, obj.size - 1))
     try:
-        result = writer.put(
+        result = writer._put(
             (dst_store, item.dst_key),
             _IterReader(iter(hashing)),
+            format=None,
             content_length=obj.size,
             encryption_context=context,
+            callback=None,
             metadata=marker or None,
+            settings=settings,
         )
     finally:
         obj.close()
@@ -793,6 +835,14 @@ def _native(
         item.src_url, item.dst_url, "copied", obj.size, result.envelope.format, verified=verified
     )
     return outcome, sha
+
+
+def _carried(
+    info: ObjectInfo, src_store: Store, src_key: str, dst_store: Store, override: ObjectSettings, where: str
+) -> ObjectSettings:
+    """The settings a copy of the source object keeps at the destination (module docstring)."""
+    source = replace(info.settings, tags=src_store.get_tags(src_key))
+    return carry_settings(source, src_store, dst_store, override, where)
 
 
 def _rewrap_format(
@@ -822,6 +872,7 @@ def _rewrap(
     allow_cse_only: bool,
     cfg: TransferConfig,
     marker: Mapping[str, str],
+    override: ObjectSettings,
 ) -> tuple[ObjectOutcome, str]:
     obj = reader._open((src_store, item.src_key))
     src_fmt = registry.get_format(obj.envelope.format)
@@ -837,12 +888,24 @@ def _rewrap(
     own = {k: v for k, v in obj.info.metadata.items() if k not in old_fields}
     own.update(marker)
     if src_store is dst_store:
+        # The server-side copy keeps the source's settings; an override replaces them.
         metadata = {**own, **fmt.encode(envelope)}
-        src_store.copy(item.src_key, item.dst_key, metadata)
+        copy_object(src_store, item.src_key, item.dst_key, metadata, override)
     else:
+        settings = _carried(obj.info, src_store, item.src_key, dst_store, override, item.src_url)
         part = writer._part_size(dst_store, obj.info.size, 16)
         _stream_ciphertext(
-            src_store, item.src_key, obj.info.size, dst_store, item.dst_key, fmt, envelope, own, cfg, part
+            src_store,
+            item.src_key,
+            obj.info.size,
+            dst_store,
+            item.dst_key,
+            fmt,
+            envelope,
+            own,
+            cfg,
+            part,
+            settings,
         )
     verified = _verify(writer, dst_store, item.dst_key, sha) if verify else None
     outcome = ObjectOutcome(
@@ -862,6 +925,7 @@ def _stream_ciphertext(
     own: Mapping[str, str],
     cfg: TransferConfig,
     part: int,
+    settings: ObjectSettings | None = None,
 ) -> None:
     """Copy the stored bytes of ``src_key`` unchanged to another store, under new metadata, in parts of
     ``part`` bytes above the multipart threshold."""
@@ -870,14 +934,14 @@ def _stream_ciphertext(
         data = src_store.read_all(src_key)
         if len(data) != size:
             raise CseError(f"{src_store.url(src_key)} changed while it was copied; run the migration again")
-        dst_store.put(dst_key, data, {**own, **fmt.encode(envelope)})
+        put_object(dst_store, dst_key, data, {**own, **fmt.encode(envelope)}, settings)
         return
     codec = codec_for(envelope.content_algorithm)
     if codec.ciphertext_length(envelope, 16) == 16:  # CTR: the recorded layout is the plaintext's
         envelope = envelope.model_copy(
             update={"data_size": codec.plaintext_length(envelope, size), "part_size": part}
         )
-    upload_id = dst_store.create_multipart(dst_key, {**own, **fmt.encode(envelope)})
+    upload_id = create_multipart(dst_store, dst_key, {**own, **fmt.encode(envelope)}, settings)
     headers = fmt.part_headers(envelope)
     parts: list[PartInfo] = []
     try:

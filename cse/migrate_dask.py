@@ -45,7 +45,7 @@ import uuid
 from collections import OrderedDict
 from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -69,7 +69,8 @@ from cse.migrate import (
     _outcome_row,
     _with_row,
 )
-from cse.stores.base import ObjectInfo, Store
+from cse.settings import object_settings
+from cse.stores.base import ObjectInfo, ObjectSettings, ServerSideEncryption, Store
 
 __all__ = ["DEFAULT_BATCH_BYTES", "DEFAULT_BATCH_OBJECTS", "migrate_dask"]
 
@@ -101,6 +102,8 @@ class _Spec:
     #: ``(max_age, max_objects, max_bytes)`` of a data-key cache in each worker process, or None.
     cache_limits: tuple[float, int, int] | None
     config: TransferConfig
+    #: The settings that replace the source's (``sse``, ``storage_class``); empty: each keeps its own.
+    settings: ObjectSettings = field(default_factory=ObjectSettings)
 
 
 @dataclass(frozen=True)
@@ -147,6 +150,7 @@ def _build(spec: _Spec) -> _Migrator:
         in_place=src_store is dst_store and src_prefix == dst_prefix,
         leftovers_before=time.time(),
         leftovers_above=spec.config.multipart_threshold,
+        settings=spec.settings,
     )
 
 
@@ -348,6 +352,9 @@ def migrate_dask(
     scheduler: Any = None,
     batch_objects: int | None = None,
     batch_bytes: int | None = None,
+    sse: ServerSideEncryption | str | None = None,
+    sse_key_id: str | None = None,
+    storage_class: str | None = None,
 ) -> MigrationSummary:
     """:func:`cse.migrate.migrate` on a Dask cluster; call that with ``engine="dask"`` rather than this.
 
@@ -359,6 +366,7 @@ def migrate_dask(
     failed objects only; the journal has every object. Progress totals are the objects listed so far.
     """
     _check_options(mode, workers, keys)
+    override = object_settings(sse=sse, sse_key_id=sse_key_id, storage_class=storage_class)
     batch_objects = DEFAULT_BATCH_OBJECTS if batch_objects is None else batch_objects
     batch_bytes = DEFAULT_BATCH_BYTES if batch_bytes is None else batch_bytes
     if batch_objects < 1 or batch_bytes < 1:
@@ -375,6 +383,8 @@ def migrate_dask(
             "native migration onto its own source would rewrite every object in place; use mode rewrap "
             "(cse rewrap) to rotate keys in place, or give another destination"
         )
+    if override:
+        dst_store.check_settings(override)  # a mode the destination lacks is refused before any task
     cfg = config or TransferConfig()
     spec = _Spec(
         run_id=uuid.uuid4().hex,
@@ -390,6 +400,7 @@ def migrate_dask(
         workers=workers,
         cache_limits=_cache_limits(key_cache),
         config=cfg,
+        settings=override,
     )
     summary = MigrationSummary(mode=mode, dry_run=dry_run, engine="dask")
     listed = [0, 0]

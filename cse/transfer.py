@@ -34,7 +34,7 @@ import os
 import re
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,7 +50,8 @@ from cse.exceptions import (
     StoreError,
 )
 from cse.formats.base import Format
-from cse.stores.base import PartInfo, Store
+from cse.settings import create_multipart
+from cse.stores.base import ObjectSettings, PartInfo, Store
 
 if TYPE_CHECKING:
     from cse.client import EncryptionClient, HeadResult, PutResult, _Decrypted
@@ -153,12 +154,25 @@ class _PartEncryptor:
 
 
 def _fresh_plan(
-    client: EncryptionClient, store: Store, key: str, fmt: Format, context: dict[str, str], size: int
+    client: EncryptionClient,
+    store: Store,
+    key: str,
+    fmt: Format,
+    context: dict[str, str],
+    size: int,
+    metadata: Mapping[str, str],
+    settings: ObjectSettings,
 ) -> _Plan:
     envelope, material = client._new_envelope(fmt, context, size)
     part_size = part_size_for(client, store, envelope, size)
     envelope = envelope.model_copy(update={"data_size": size, "part_size": part_size})
-    upload_id = store.create_multipart(key, fmt.encode(envelope))
+    headers = fmt.encode(envelope)
+    clash = sorted({k.lower() for k in metadata} & set(headers))
+    if clash:
+        raise ConfigurationError(
+            f"the metadata names {', '.join(clash)} are the {fmt.name} format's own; rename them"
+        )
+    upload_id = create_multipart(store, key, {**metadata, **headers}, settings)
     return _Plan(upload_id, envelope, material, part_size, resumed=False)
 
 
@@ -236,9 +250,12 @@ def upload_file_in_parts(
     *,
     checkpoint: Path | None,
     callback: Callback | None,
+    metadata: Mapping[str, str] | None = None,
+    settings: ObjectSettings | None = None,
 ) -> PutResult:
     """Upload a local file as a multipart object, parts encrypted in parallel at their offsets; resumable
-    with a checkpoint (module docstring)."""
+    with a checkpoint (module docstring). A fresh upload is started with ``metadata`` and ``settings``
+    (checked by the caller); a resumed one keeps those it was started with."""
     try:
         fd = os.open(path, os.O_RDONLY)
     except OSError as exc:
@@ -258,7 +275,9 @@ def upload_file_in_parts(
                 with contextlib.suppress(CseError):
                     store.abort_multipart(key, str(saved.get("upload_id", "")))
         if plan is None:
-            plan = _fresh_plan(client, store, key, fmt, context, size)
+            plan = _fresh_plan(
+                client, store, key, fmt, context, size, dict(metadata or {}), settings or ObjectSettings()
+            )
         state: dict[str, Any] = {
             "cse_checkpoint": CHECKPOINT_VERSION,
             "kind": "upload",
@@ -459,4 +478,6 @@ def download_file_in_parts(
     os.replace(partial, target)
     with contextlib.suppress(FileNotFoundError):
         os.unlink(checkpoint)
-    return HeadResult(url, obj.size, obj.info.size, obj.info.etag, envelope, dict(obj.info.metadata))
+    return HeadResult(
+        url, obj.size, obj.info.size, obj.info.etag, envelope, dict(obj.info.metadata), obj.info.settings
+    )

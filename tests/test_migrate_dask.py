@@ -640,3 +640,49 @@ def test_sigkill_of_the_driver_then_rerun(
     reader = _oss2_crypto(oss_emulator, oss_bucket_name, oss2.crypto.RsaProvider(key_pair=_pems(key_b)))
     for key, value in data.items():
         assert bytes(reader.get_object(key).read()) == value, key
+
+
+def test_local_cluster_s3_to_oss_keeps_and_overrides_sse(
+    local_client: Any,
+    moto_endpoint: str,
+    s3_client: Any,
+    kms_key_id: str,
+    s3_bucket: str,
+    oss_emulator: Any,
+    oss_bucket_name: str,
+    key_a: str,
+) -> None:
+    """The Dask engine keeps each object's settings by the cross-store rule of cse.settings, as the local
+    engine does (SSE-KMS without the S3 key id, STANDARD_IA as IA, the content type and tags), fails the
+    object whose mode OSS lacks, and an override (--sse) reaches every worker."""
+    for key, sse in [("src/kms", "aws:kms"), ("src/dsse", "aws:kms:dsse")]:
+        EncryptionClient(_aws_kms_uri(kms_key_id, moto_endpoint)).put(
+            f"s3://{s3_bucket}/{key}",
+            key.encode(),
+            sse=sse,
+            sse_key_id=kms_key_id,
+            storage_class="STANDARD_IA",
+            content_type="text/plain",
+            tags={"team": "data"},
+        )
+    options: dict[str, Any] = {
+        "keys": [_aws_kms_uri(kms_key_id, moto_endpoint)],
+        "to_keys": [key_a],
+        "engine": "dask",
+        "scheduler": local_client,
+    }
+    summary = migrate(f"s3://{s3_bucket}/src/", f"oss://{oss_bucket_name}/dst/", **options)
+    assert (summary.copied, summary.failed) == (1, 1), summary.objects
+    assert "dsse, which oss:// does not have" in summary.objects[0].error
+    plain = oss2_bucket(oss_emulator, oss_bucket_name)
+    headers = plain.head_object("dst/kms").headers
+    assert headers["x-oss-server-side-encryption"] == "KMS"
+    assert kms_key_id not in headers.get("x-oss-server-side-encryption-key-id", "")
+    assert headers["x-oss-storage-class"] == "IA" and headers["Content-Type"] == "text/plain"
+    assert plain.get_object_tagging("dst/kms").tag_set.tagging_rule == {"team": "data"}
+    summary = migrate(f"s3://{s3_bucket}/src/", f"oss://{oss_bucket_name}/sm4/", sse="sm4", **options)
+    assert (summary.copied, summary.failed) == (2, 0), summary.objects
+    for key in ("sm4/kms", "sm4/dsse"):
+        assert plain.head_object(key).headers["x-oss-server-side-encryption"] == "SM4"
+    with pytest.raises(ConfigurationError, match="'dsse'"):
+        migrate(f"s3://{s3_bucket}/src/", f"oss://{oss_bucket_name}/x/", sse="dsse", **options)

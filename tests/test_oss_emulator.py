@@ -874,3 +874,162 @@ def test_cli_prints_endpoint() -> None:
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+# --------------------------------------------------------------------------- server-side encryption, settings
+
+
+def test_sse_headers_stored_and_echoed(bucket: oss2.Bucket, emulator: OssEmulator) -> None:
+    """PutObject, InitiateMultipartUpload and UploadPart answer the object's SSE; GET and HEAD report it;
+    the completed object keeps the upload's. Both signature versions sign the x-oss-* headers."""
+    sse = {"x-oss-server-side-encryption": "KMS", "x-oss-server-side-encryption-key-id": "cmk-1"}
+    put = bucket.put_object("sse/put", b"abc", headers=sse)
+    assert put.headers["x-oss-server-side-encryption"] == "KMS"
+    assert put.headers["x-oss-server-side-encryption-key-id"] == "cmk-1"
+    got = bucket.get_object("sse/put")
+    assert (got.headers["x-oss-server-side-encryption"], got.read()) == ("KMS", b"abc")
+    init = bucket.init_multipart_upload("sse/mpu", headers={"x-oss-server-side-encryption": "KMS"})
+    assert init.headers["x-oss-server-side-encryption-key-id"] == emulator.default_kms_key_id
+    part = bucket.upload_part("sse/mpu", init.upload_id, 1, b"part")
+    assert part.headers["x-oss-server-side-encryption"] == "KMS"
+    assert part.headers["x-oss-server-side-encryption-key-id"] == emulator.default_kms_key_id
+    bucket.complete_multipart_upload("sse/mpu", init.upload_id, [oss2.models.PartInfo(1, part.etag)])
+    head = bucket.head_object("sse/mpu")
+    assert head.headers["x-oss-server-side-encryption"] == "KMS"
+    assert head.headers["x-oss-server-side-encryption-key-id"] == emulator.default_kms_key_id
+    sm4 = bucket.put_object("sse/sm4", b"x", headers={"x-oss-server-side-encryption": "SM4"})
+    assert sm4.headers["x-oss-server-side-encryption"] == "SM4"
+    assert "x-oss-server-side-encryption-key-id" not in bucket.head_object("sse/sm4").headers
+    assert "x-oss-server-side-encryption" not in bucket.put_object("sse/none", b"x").headers
+
+
+def test_copy_keeps_sse_and_storage_class_unless_given(bucket: oss2.Bucket) -> None:
+    """CopyObject keeps the source's SSE and storage class (with COPY and with REPLACE metadata), takes
+    the request's when given; REPLACE drops the content headers not sent again."""
+    bucket.put_object(
+        "copy/src",
+        b"data",
+        headers={
+            "x-oss-server-side-encryption": "AES256",
+            "x-oss-storage-class": "IA",
+            "Content-Type": "text/plain",
+            "Content-Disposition": "inline",
+            "Cache-Control": "no-cache",
+            "x-oss-meta-a": "1",
+        },
+    )
+    bucket.copy_object(BUCKET, "copy/src", "copy/same")
+    bucket.copy_object(BUCKET, "copy/src", "copy/replaced", headers={"x-oss-metadata-directive": "REPLACE"})
+    for key in ("copy/same", "copy/replaced"):
+        headers = bucket.head_object(key).headers
+        assert headers["x-oss-server-side-encryption"] == "AES256", key
+        assert headers["x-oss-storage-class"] == "IA", key
+    same = bucket.head_object("copy/same").headers
+    assert (same["Content-Type"], same["Content-Disposition"], same["Cache-Control"]) == (
+        "text/plain",
+        "inline",
+        "no-cache",
+    )
+    assert same["x-oss-meta-a"] == "1"
+    replaced = bucket.head_object("copy/replaced").headers
+    assert "Content-Disposition" not in replaced and "x-oss-meta-a" not in replaced
+    bucket.copy_object(
+        BUCKET,
+        "copy/src",
+        "copy/changed",
+        headers={"x-oss-server-side-encryption": "SM4", "x-oss-storage-class": "Archive"},
+    )
+    changed = bucket.head_object("copy/changed").headers
+    assert (changed["x-oss-server-side-encryption"], changed["x-oss-storage-class"]) == ("SM4", "Archive")
+    listed = {o.key: o.storage_class for o in oss2.ObjectIteratorV2(bucket, prefix="copy/")}
+    assert listed["copy/changed"] == "Archive" and listed["copy/src"] == "IA"
+
+
+def test_tagging(bucket: oss2.Bucket) -> None:
+    """x-oss-tagging on PutObject, InitiateMultipartUpload and CopyObject (x-oss-tagging-directive),
+    GetObjectTagging's XML, x-oss-tagging-count on HEAD and GET, Put/DeleteObjectTagging."""
+    rule = oss2.models.TaggingRule()
+    rule.add("project", "cse")
+    rule.add("note", "a b&c=d")
+    bucket.put_object("tags/src", b"x", headers={"x-oss-tagging": rule.to_query_string()})
+    assert bucket.get_object_tagging("tags/src").tag_set.tagging_rule == {"project": "cse", "note": "a b&c=d"}
+    assert bucket.head_object("tags/src").headers["x-oss-tagging-count"] == "2"
+    assert bucket.get_object("tags/src").headers["x-oss-tagging-count"] == "2"
+    bucket.copy_object(BUCKET, "tags/src", "tags/copied", headers={"x-oss-metadata-directive": "REPLACE"})
+    assert bucket.get_object_tagging("tags/copied").tag_set.tagging_rule == {
+        "project": "cse",
+        "note": "a b&c=d",
+    }
+    bucket.copy_object(
+        BUCKET,
+        "tags/src",
+        "tags/replaced",
+        headers={"x-oss-tagging-directive": "Replace", "x-oss-tagging": "k=v"},
+    )
+    assert bucket.get_object_tagging("tags/replaced").tag_set.tagging_rule == {"k": "v"}
+    with pytest.raises(oss2.exceptions.OssError) as caught:
+        bucket.copy_object(BUCKET, "tags/src", "tags/bad", headers={"x-oss-tagging-directive": "Merge"})
+    assert (caught.value.status, caught.value.code) == (400, "InvalidArgument")
+    init = bucket.init_multipart_upload("tags/mpu", headers={"x-oss-tagging": "stage=mpu"})
+    part = bucket.upload_part("tags/mpu", init.upload_id, 1, b"p")
+    bucket.complete_multipart_upload("tags/mpu", init.upload_id, [oss2.models.PartInfo(1, part.etag)])
+    assert bucket.get_object_tagging("tags/mpu").tag_set.tagging_rule == {"stage": "mpu"}
+    new = oss2.models.TaggingRule()
+    new.add("x", "1")
+    bucket.put_object_tagging("tags/mpu", oss2.models.Tagging(new))
+    assert bucket.get_object_tagging("tags/mpu").tag_set.tagging_rule == {"x": "1"}
+    bucket.delete_object_tagging("tags/mpu")
+    assert bucket.get_object_tagging("tags/mpu").tag_set.tagging_rule == {}
+    assert "x-oss-tagging-count" not in bucket.head_object("tags/mpu").headers
+    eleven = "&".join(f"t{i}=v" for i in range(11))
+    with pytest.raises(oss2.exceptions.OssError) as caught:
+        bucket.put_object("tags/many", b"x", headers={"x-oss-tagging": eleven})
+    assert (caught.value.status, caught.value.code) == (400, "InvalidArgument")
+
+
+def test_bucket_encryption(emulator: OssEmulator) -> None:
+    """?encryption: Put/Get/DeleteBucketEncryption with oss2's ServerSideEncryptionRule, 404
+    NoSuchServerSideEncryptionRule without one, and the default applied to new objects (not to those
+    with their own header, nor to objects written before)."""
+    emulator.create_bucket("cse-sse-default")
+    for auth in (oss2.Auth(AK, SK), oss2.AuthV4(AK, SK)):
+        b = oss2.Bucket(auth, emulator.endpoint, "cse-sse-default", region="cn-hangzhou")
+        with pytest.raises(oss2.exceptions.NoSuchServerSideEncryptionRule):
+            b.get_bucket_encryption()
+        b.put_object("before", b"x")
+        b.put_bucket_encryption(oss2.models.ServerSideEncryptionRule("KMS", "bucket-cmk"))
+        rule = b.get_bucket_encryption()
+        assert (rule.sse_algorithm, rule.kms_master_keyid) == ("KMS", "bucket-cmk")
+        b.put_object("after", b"x")
+        b.put_object("own", b"x", headers={"x-oss-server-side-encryption": "AES256"})
+        assert b.head_object("after").headers["x-oss-server-side-encryption-key-id"] == "bucket-cmk"
+        assert b.head_object("own").headers["x-oss-server-side-encryption"] == "AES256"
+        assert "x-oss-server-side-encryption" not in b.head_object("before").headers
+        b.put_bucket_encryption(oss2.models.ServerSideEncryptionRule("AES256"))
+        rule = b.get_bucket_encryption()
+        assert (rule.sse_algorithm, rule.kms_master_keyid) == ("AES256", None)
+        b.delete_bucket_encryption()
+        b.delete_bucket_encryption()  # not an error without one
+        with pytest.raises(oss2.exceptions.NoSuchServerSideEncryptionRule):
+            b.get_bucket_encryption()
+        for key in ("before", "after", "own"):
+            b.delete_object(key)
+
+
+def test_v2_sdk_sse_and_settings(emulator: OssEmulator) -> None:
+    """alibabacloud-oss-v2's request fields for SSE, storage class and tagging reach the emulator."""
+    client = _v2_client(emulator)
+    client.put_object(
+        oss.PutObjectRequest(
+            bucket=BUCKET,
+            key="v2/sse",
+            body=b"x",
+            server_side_encryption="KMS",
+            server_side_encryption_key_id="v2-cmk",
+            storage_class="ColdArchive",
+            tagging="a=1&b=2",
+        )
+    )
+    head = client.head_object(oss.HeadObjectRequest(bucket=BUCKET, key="v2/sse"))
+    assert (head.server_side_encryption, head.server_side_encryption_key_id) == ("KMS", "v2-cmk")
+    assert (head.storage_class, head.tagging_count) == ("ColdArchive", 2)

@@ -26,6 +26,7 @@ class TestOssStoreConformanceV4(StoreConformance):
 
     md5_etags = True
     threads = 4
+    storage_class = "IA"
 
     @pytest.fixture
     def store(self, oss_emulator: Any, oss_bucket_name: str, oss_env: str) -> OssStore:
@@ -38,6 +39,7 @@ class TestOssStoreConformanceV1(StoreConformance):
 
     md5_etags = True
     threads = 4
+    storage_class = "IA"
 
     @pytest.fixture
     def store(self, oss_emulator: Any, oss_bucket_name: str, oss_env: str) -> OssStore:

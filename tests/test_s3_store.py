@@ -76,6 +76,7 @@ class TestS3StoreConformance(StoreConformance):
     """The shared store suite against a fresh moto bucket."""
 
     md5_etags = True
+    storage_class = "STANDARD_IA"
 
     @pytest.fixture
     def store(

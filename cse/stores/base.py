@@ -72,18 +72,133 @@ def _logged(name: str, data_index: int | None, method: Any) -> Any:
 
 
 __all__ = [
+    "SSE_MODES",
     "BufferReader",
     "ResponseBody",
     "GetResult",
     "ObjectInfo",
+    "ObjectSettings",
     "PartInfo",
+    "ServerSideEncryption",
     "Store",
     "UploadInfo",
     "clean_metadata",
     "completion_parts",
     "parse_bucket_url",
+    "parse_sse",
     "resolve_get_range",
 ]
+
+#: The server-side encryption modes, by cse's names: ``aes256`` (SSE-S3, SSE-OSS), ``kms`` (SSE-KMS, with an
+#: optional key id), ``sm4`` (SSE-OSS with SM4, OSS only) and ``dsse`` (S3's dual-layer ``aws:kms:dsse``,
+#: with an optional key id).
+SSE_MODES: tuple[str, ...] = ("aes256", "kms", "sm4", "dsse")
+#: The modes that take a KMS key id.
+_SSE_KEYED = frozenset({"kms", "dsse"})
+#: Every spelling :func:`parse_sse` accepts (lower-cased), the stores' native values included.
+_SSE_NAMES = {
+    "aes256": "aes256",
+    "aes-256": "aes256",
+    "sse-s3": "aes256",
+    "sse-oss": "aes256",
+    "kms": "kms",
+    "aws:kms": "kms",
+    "sse-kms": "kms",
+    "sm4": "sm4",
+    "dsse": "dsse",
+    "aws:kms:dsse": "dsse",
+    "dsse-kms": "dsse",
+}
+
+
+@dataclass(frozen=True)
+class ServerSideEncryption:
+    """Server-side encryption of an object, under (not instead of) cse's client-side encryption.
+
+    ``mode`` is one of :data:`SSE_MODES`; ``key_id`` names the KMS key of ``kms`` and ``dsse`` (``None``:
+    the store's default key). Stores translate it into their own headers (S3 ``x-amz-server-side-encryption``
+    ``AES256``/``aws:kms``/``aws:kms:dsse``, OSS ``x-oss-server-side-encryption`` ``AES256``/``KMS``/``SM4``).
+    Build one from user input with :func:`parse_sse`.
+    """
+
+    mode: str
+    key_id: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.mode not in SSE_MODES:
+            raise ConfigurationError(
+                f"{self.mode!r} is not a server-side encryption mode; use one of {', '.join(SSE_MODES)}"
+            )
+        if self.key_id is not None and (not isinstance(self.key_id, str) or not self.key_id):
+            raise ConfigurationError("a server-side encryption key id is a non-empty string")
+        if self.key_id is not None and self.mode not in _SSE_KEYED:
+            raise ConfigurationError(
+                f"server-side encryption {self.mode} takes no key id; a key id goes with kms or dsse"
+            )
+
+
+def parse_sse(mode: str, key_id: str | None = None) -> ServerSideEncryption:
+    """The :class:`ServerSideEncryption` a user named: ``kms``, ``aes256``, ``sm4`` or ``dsse``, in any case,
+    or a store's native value (``aws:kms``, ``aws:kms:dsse``, ``KMS``, ``AES256``, ``SM4``).
+
+    Raises :class:`~cse.exceptions.ConfigurationError` listing the modes for anything else, and for a key id
+    given to a mode that has none.
+    """
+    if not isinstance(mode, str) or mode.strip().lower() not in _SSE_NAMES:
+        raise ConfigurationError(
+            f"{mode!r} is not a server-side encryption mode; use one of {', '.join(SSE_MODES)} "
+            "(or the store's own value: aws:kms, aws:kms:dsse, AES256, KMS, SM4)"
+        )
+    return ServerSideEncryption(_SSE_NAMES[mode.strip().lower()], key_id or None)
+
+
+@dataclass(frozen=True)
+class ObjectSettings:
+    """The settings of a stored object beside its bytes and user metadata, as boto3 and oss2 users pass
+    them: ``ContentType``, ``ContentDisposition``, ``CacheControl``, tags, ``StorageClass`` and server-side
+    encryption.
+
+    Stores store them as the plain SDK would (they are not encrypted), and report what the store returns in
+    :attr:`ObjectInfo.settings` (tags are read separately, with :meth:`Store.get_tags`). An unset field
+    (``None``, no tags) is left to the store's default. ``bool(settings)`` is false when nothing is set.
+    """
+
+    content_type: str | None = None
+    content_disposition: str | None = None
+    cache_control: str | None = None
+    storage_class: str | None = None
+    tags: Mapping[str, str] = field(default_factory=dict)
+    sse: ServerSideEncryption | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("content_type", "content_disposition", "cache_control", "storage_class"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, str) or not value):
+                raise ConfigurationError(f"{name} is a non-empty string, not {value!r}")
+        for tag, value in self.tags.items():
+            if not isinstance(tag, str) or not tag or not isinstance(value, str):
+                raise ConfigurationError(f"tags map non-empty strings to strings, not {tag!r}: {value!r}")
+        if self.sse is not None and not isinstance(self.sse, ServerSideEncryption):
+            raise ConfigurationError("sse is a cse.stores.base.ServerSideEncryption (see parse_sse)")
+
+    def __bool__(self) -> bool:
+        return any(
+            getattr(self, name) is not None
+            for name in ("content_type", "content_disposition", "cache_control", "storage_class", "sse")
+        ) or bool(self.tags)
+
+    def over(self, base: ObjectSettings) -> ObjectSettings:
+        """These settings, with every field left unset here taken from ``base``."""
+        return ObjectSettings(
+            content_type=self.content_type if self.content_type is not None else base.content_type,
+            content_disposition=(
+                self.content_disposition if self.content_disposition is not None else base.content_disposition
+            ),
+            cache_control=self.cache_control if self.cache_control is not None else base.cache_control,
+            storage_class=self.storage_class if self.storage_class is not None else base.storage_class,
+            tags=dict(self.tags) if self.tags else dict(base.tags),
+            sse=self.sse if self.sse is not None else base.sse,
+        )
 
 
 @dataclass(frozen=True)
@@ -96,6 +211,9 @@ class ObjectInfo:
     etag: str = ""
     metadata: Mapping[str, str] = field(default_factory=dict)
     last_modified: datetime | None = None
+    #: The object's settings as the store returns them (content type, server-side encryption, ...). From
+    #: :meth:`Store.head` and :meth:`Store.get`; listings may leave it empty. Tags are not here.
+    settings: ObjectSettings = field(default_factory=ObjectSettings)
 
 
 @dataclass(frozen=True)
@@ -157,6 +275,8 @@ class Store(ABC):
     #: The store's objects exist in this process only (``memory://``): engines that work in other processes
     #: (the Dask engine of :func:`cse.migrate.migrate`) refuse it.
     process_local: ClassVar[bool] = False
+    #: The server-side encryption modes (of :data:`SSE_MODES`) the store has; empty: none.
+    sse_modes: ClassVar[frozenset[str]] = frozenset()
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         """Every store's requests are logged on ``cse.store`` (see :mod:`cse.log`), plugins' included."""
@@ -176,8 +296,18 @@ class Store(ABC):
         """The URL of ``key`` in this store (the inverse of :meth:`from_url`)."""
 
     @abstractmethod
-    def put(self, key: str, data: bytes | bytearray | memoryview, metadata: Mapping[str, str]) -> ObjectInfo:
-        """Store ``data`` under ``key`` with ``metadata``, replacing any object there."""
+    def put(
+        self,
+        key: str,
+        data: bytes | bytearray | memoryview,
+        metadata: Mapping[str, str],
+        settings: ObjectSettings | None = None,
+    ) -> ObjectInfo:
+        """Store ``data`` under ``key`` with ``metadata`` and ``settings``, replacing any object there.
+
+        cse passes ``settings`` only when some are set (so a store written before settings existed keeps
+        working for calls without them), after :meth:`check_settings`.
+        """
 
     @abstractmethod
     def get(self, key: str, start: int = 0, end: int | None = None) -> GetResult:
@@ -200,12 +330,29 @@ class Store(ABC):
         """Every object whose key starts with ``prefix``, in key order. ``metadata`` may be empty here."""
 
     @abstractmethod
-    def copy(self, src_key: str, dst_key: str, metadata: Mapping[str, str] | None = None) -> ObjectInfo:
-        """Server-side copy. With ``metadata``, the copy's metadata is replaced by it; else it is kept."""
+    def copy(
+        self,
+        src_key: str,
+        dst_key: str,
+        metadata: Mapping[str, str] | None = None,
+        settings: ObjectSettings | None = None,
+    ) -> ObjectInfo:
+        """Server-side copy. With ``metadata``, the copy's metadata is replaced by it; else it is kept.
+
+        The copy keeps the source's settings (content type, disposition, cache control, storage class,
+        tags and server-side encryption), also when the metadata is replaced: where the backend would drop
+        or reset one on a copy (S3 resets SSE and storage class, and a metadata replace drops the content
+        headers), the store sends the source's value again. Fields set in ``settings`` replace the source's.
+        """
 
     @abstractmethod
-    def create_multipart(self, key: str, metadata: Mapping[str, str]) -> str:
-        """Start a multipart upload; return its upload id."""
+    def create_multipart(
+        self, key: str, metadata: Mapping[str, str], settings: ObjectSettings | None = None
+    ) -> str:
+        """Start a multipart upload with the object's ``metadata`` and ``settings``; return its upload id.
+
+        Parts carry whatever the store requires of them for those settings.
+        """
 
     @abstractmethod
     def upload_part(
@@ -236,6 +383,39 @@ class Store(ABC):
     @abstractmethod
     def list_multipart_uploads(self, prefix: str = "") -> builtins.list[UploadInfo]:
         """Unfinished uploads whose key starts with ``prefix``, with the metadata given at creation."""
+
+    def check_settings(self, settings: ObjectSettings) -> None:
+        """Refuse, before anything is written, settings this store cannot keep.
+
+        The default checks the server-side encryption mode against :attr:`sse_modes` and raises
+        :class:`~cse.exceptions.ConfigurationError` listing the modes the store has. Stores with more
+        rules (storage classes, tag limits) extend it.
+        """
+        if settings.sse is not None and settings.sse.mode not in self.sse_modes:
+            have = ", ".join(m for m in SSE_MODES if m in self.sse_modes)
+            raise ConfigurationError(
+                f"{self.scheme}:// has no server-side encryption {settings.sse.mode!r}; "
+                + (f"it has {have}" if have else "it has no server-side encryption: leave it out")
+            )
+
+    def get_tags(self, key: str) -> dict[str, str]:
+        """The object's tags (``{}`` if it has none, or the store keeps no tags)."""
+        self.head(key)
+        return {}
+
+    def get_bucket_encryption(self) -> ServerSideEncryption | None:
+        """The bucket's default server-side encryption, or ``None`` if it has none (or the store has no
+        buckets)."""
+        return None
+
+    def put_bucket_encryption(self, sse: ServerSideEncryption) -> None:
+        """Set the bucket's default server-side encryption. The default raises
+        :class:`~cse.exceptions.ConfigurationError`: the store has no bucket settings."""
+        raise ConfigurationError(f"{self.scheme}:// has no bucket default encryption to set")
+
+    def delete_bucket_encryption(self) -> None:
+        """Remove the bucket's default server-side encryption (not an error if it has none)."""
+        raise ConfigurationError(f"{self.scheme}:// has no bucket default encryption to remove")
 
     def read_all(self, key: str) -> bytes:
         """Read a whole (small) object into memory. Convenience for tests and tools."""

@@ -4,8 +4,9 @@ Layout under the store's root, for the key ``a/b/name``::
 
     a/b/name                           the object's bytes, exactly as stored (ciphertext)
     a/b/.cse/name.json                 its sidecar: {"metadata": {...}, "size": N, "etag": "...",
-                                       "last_modified": "<ISO 8601>"}
-    a/b/.cse/uploads/<id>/upload.json  an unfinished multipart upload of a key in a/b (key, metadata, start)
+                                       "last_modified": "<ISO 8601>", "settings": {...}}
+    a/b/.cse/uploads/<id>/upload.json  an unfinished multipart upload of a key in a/b (key, metadata,
+                                       settings, start)
     a/b/.cse/uploads/<id>/part-00001   its parts, each with a header part-00001.json (size, etag, headers)
 
 Keeping the metadata next to the data (rather than in one database at the root) means that every split of a
@@ -22,6 +23,12 @@ bytes with the old metadata, even when an object is rewritten with the same size
 same file), which would otherwise decrypt the new ciphertext under the old key material. A data file with
 no sidecar (put there by hand, or whose sidecar was lost) cannot be read (it has no encryption metadata):
 ``head``/``get`` raise :class:`~cse.exceptions.MetadataError`; ``list`` shows it without metadata.
+
+Object settings (:class:`~cse.stores.base.ObjectSettings`): the content type, content disposition, cache
+control and tags are kept in the sidecar's optional ``"settings"`` object (``content_type``,
+``content_disposition``, ``cache_control``: strings; ``tags``: an object of strings), reported by
+``head``/``get`` (tags by ``get_tags``) and kept by ``copy``. A local directory has no server-side
+encryption and no storage classes: :meth:`FileStore.check_settings` refuses both.
 
 Keys are ``/``-separated paths relative to the root without empty, ``.``, ``..`` or ``.cse`` segments.
 Unlike S3, a key cannot also be a "directory" of other keys (``a`` and ``a/b`` cannot both exist). Empty
@@ -48,7 +55,7 @@ import shutil
 import stat
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -63,6 +70,7 @@ from cse.exceptions import (
 from cse.stores.base import (
     GetResult,
     ObjectInfo,
+    ObjectSettings,
     PartInfo,
     Store,
     UploadInfo,
@@ -184,6 +192,44 @@ def _probe(fd: int, size: int) -> str:
     return hasher.hexdigest()
 
 
+_SETTING_NAMES = ("content_type", "content_disposition", "cache_control")
+
+
+def _settings_document(settings: ObjectSettings) -> dict[str, Any]:
+    """The sidecar's ``"settings"``: the fields that are set."""
+    doc: dict[str, Any] = {
+        name: getattr(settings, name) for name in _SETTING_NAMES if getattr(settings, name) is not None
+    }
+    if settings.tags:
+        doc["tags"] = dict(settings.tags)
+    return doc
+
+
+def _parse_settings(doc: object) -> ObjectSettings | None:
+    """The settings of a sidecar's or upload record's ``"settings"`` (absent: none), or ``None`` if
+    malformed."""
+    if doc is None:
+        return ObjectSettings()
+    if not isinstance(doc, dict) or set(doc) - {*_SETTING_NAMES, "tags"}:
+        return None
+    tags = doc.get("tags", {})
+    if not isinstance(tags, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in tags.items()
+    ):
+        return None
+    if not all(isinstance(doc.get(name), (str, type(None))) for name in _SETTING_NAMES):
+        return None
+    try:
+        return ObjectSettings(**{name: doc.get(name) for name in _SETTING_NAMES}, tags=dict(tags))
+    except ConfigurationError:
+        return None
+
+
+def _without_tags(settings: ObjectSettings) -> ObjectSettings:
+    """What ``ObjectInfo.settings`` shows: tags are read with ``get_tags``."""
+    return ObjectSettings(settings.content_type, settings.content_disposition, settings.cache_control)
+
+
 @dataclass(frozen=True)
 class _Sidecar:
     metadata: dict[str, str]
@@ -191,18 +237,25 @@ class _Sidecar:
     etag: str
     last_modified: datetime
     probe: str
+    settings: ObjectSettings = field(default_factory=ObjectSettings)
 
     def info(self, key: str) -> ObjectInfo:
-        return ObjectInfo(key, self.size, self.etag, dict(self.metadata), self.last_modified)
+        return ObjectInfo(
+            key, self.size, self.etag, dict(self.metadata), self.last_modified, _without_tags(self.settings)
+        )
 
     def document(self) -> dict[str, Any]:
-        return {
+        doc = {
             "metadata": self.metadata,
             "size": self.size,
             "etag": self.etag,
             "last_modified": self.last_modified.isoformat(),
             "probe": self.probe,
         }
+        settings = _settings_document(self.settings)
+        if settings:
+            doc["settings"] = settings
+        return doc
 
 
 class _RangeReader(io.RawIOBase):
@@ -407,7 +460,11 @@ class FileStore(Store):
             current = os.path.dirname(current)
 
     def _commit(
-        self, key: str, metadata: dict[str, str], fill: Callable[[int], tuple[int, str]]
+        self,
+        key: str,
+        metadata: dict[str, str],
+        fill: Callable[[int], tuple[int, str]],
+        settings: ObjectSettings | None = None,
     ) -> ObjectInfo:
         """Write an object atomically: ``fill(fd)`` writes the data and returns (size, etag)."""
         data_path, meta_dir, sidecar = self._paths(key)
@@ -420,7 +477,7 @@ class FileStore(Store):
             try:
                 size, etag = fill(fd)
                 os.fsync(fd)
-                doc = _Sidecar(metadata, size, etag, _now(), _probe(fd, size))
+                doc = _Sidecar(metadata, size, etag, _now(), _probe(fd, size), settings or ObjectSettings())
             finally:
                 os.close(fd)
             fd, side_tmp = self._open_temp(meta_dir, key)
@@ -474,7 +531,9 @@ class FileStore(Store):
         return MetadataError(
             f"the metadata sidecar {path} of {self.url(key)} is malformed: {what}. It must be a JSON object "
             '{"metadata": {name: string value}, "size": <bytes>, "etag": string, "last_modified": ISO 8601 '
-            'time, "probe": MD5 hex}. Restore it from a backup, or upload the object again'
+            'time, "probe": MD5 hex, optional "settings": {"content_type", "content_disposition", '
+            '"cache_control": string, "tags": {name: string}}}. Restore it from a backup, or upload the '
+            "object again"
         )
 
     def _parse_sidecar(self, raw: bytes, path: str, key: str) -> _Sidecar:
@@ -502,7 +561,10 @@ class FileStore(Store):
         probe = doc.get("probe")
         if not isinstance(probe, str):
             raise self._malformed(path, key, '"probe" is missing or not a string')
-        return _Sidecar(dict(metadata), size, etag, modified, probe)
+        settings = _parse_settings(doc.get("settings"))
+        if settings is None:
+            raise self._malformed(path, key, '"settings" is not an object of the settings cse keeps')
+        return _Sidecar(dict(metadata), size, etag, modified, probe, settings)
 
     def _load(self, key: str) -> tuple[int, _Sidecar]:
         """An open descriptor of ``key``'s data file and the sidecar that describes exactly those bytes.
@@ -599,9 +661,30 @@ class FileStore(Store):
 
     # -------------------------------------------------------------------------------------------- objects
 
-    def put(self, key: str, data: bytes | bytearray | memoryview, metadata: Mapping[str, str]) -> ObjectInfo:
-        """Write ``data`` and ``metadata`` under ``key`` atomically, replacing any object there."""
+    def check_settings(self, settings: ObjectSettings) -> None:
+        """Refuse server-side encryption and storage classes: a local directory has neither."""
+        super().check_settings(settings)
+        if settings.storage_class is not None:
+            raise ConfigurationError("file:// has no storage classes; leave storage_class out")
+
+    def get_tags(self, key: str) -> dict[str, str]:
+        """The tags kept in the object's sidecar."""
+        fd, doc = self._load(key)
+        os.close(fd)
+        return dict(doc.settings.tags)
+
+    def put(
+        self,
+        key: str,
+        data: bytes | bytearray | memoryview,
+        metadata: Mapping[str, str],
+        settings: ObjectSettings | None = None,
+    ) -> ObjectInfo:
+        """Write ``data``, ``metadata`` and ``settings`` under ``key`` atomically, replacing any object
+        there."""
         self._check_key(key)
+        if settings:
+            self.check_settings(settings)
         meta = clean_metadata(metadata)
         view = memoryview(data)
         if view.format != "B" or view.ndim != 1:
@@ -611,7 +694,7 @@ class FileStore(Store):
             _write_all(fd, view)
             return len(view), hashlib.md5(view, usedforsecurity=False).hexdigest()
 
-        return self._commit(key, meta, fill)
+        return self._commit(key, meta, fill, settings)
 
     def get(self, key: str, start: int = 0, end: int | None = None) -> GetResult:
         """Open bytes ``start..end`` (inclusive) of ``key``; the body reads the file, never past ``end``."""
@@ -632,7 +715,7 @@ class FileStore(Store):
         return GetResult(info, body, first, last)
 
     def head(self, key: str) -> ObjectInfo:
-        """The object's size, ETag and metadata (from its sidecar)."""
+        """The object's size, ETag, metadata and settings (from its sidecar)."""
         fd, doc = self._load(key)
         os.close(fd)
         return doc.info(key)
@@ -703,21 +786,33 @@ class FileStore(Store):
                     continue
                 yield ObjectInfo(key, st.st_size, "", {}, datetime.fromtimestamp(st.st_mtime, timezone.utc))
 
-    def copy(self, src_key: str, dst_key: str, metadata: Mapping[str, str] | None = None) -> ObjectInfo:
-        """Copy ``src_key`` to ``dst_key`` by streaming the file; replace the metadata if given.
+    def copy(
+        self,
+        src_key: str,
+        dst_key: str,
+        metadata: Mapping[str, str] | None = None,
+        settings: ObjectSettings | None = None,
+    ) -> ObjectInfo:
+        """Copy ``src_key`` to ``dst_key`` by streaming the file; replace the metadata if given. The copy
+        keeps the source's settings, except those set in ``settings``.
 
-        Copying a key onto itself with new metadata rewrites only the sidecar. The copy keeps the source's
-        ETag (the bytes are the same).
+        Copying a key onto itself with new metadata or settings rewrites only the sidecar. The copy keeps
+        the source's ETag (the bytes are the same).
         """
         self._check_key(dst_key)
+        if settings:
+            self.check_settings(settings)
         meta = clean_metadata(metadata) if metadata is not None else None
         fd, doc = self._load(src_key)
+        kept = (settings or ObjectSettings()).over(doc.settings)
         if src_key == dst_key:
             os.close(fd)
-            if meta is None:
+            if meta is None and not settings:
                 return doc.info(dst_key)
             _, meta_dir, sidecar = self._paths(dst_key)
-            new = _Sidecar(meta, doc.size, doc.etag, _now(), doc.probe)
+            new = _Sidecar(
+                doc.metadata if meta is None else meta, doc.size, doc.etag, _now(), doc.probe, kept
+            )
             try:
                 self._write_file(meta_dir, dst_key, _json_bytes(new.document()), sidecar, sync=True)
             except OSError as exc:
@@ -743,18 +838,25 @@ class FileStore(Store):
                     raise StoreError(f"{self.url(src_key)} changed size while it was copied; retry")
                 return total, doc.etag
 
-            return self._commit(dst_key, dict(doc.metadata) if meta is None else meta, fill)
+            return self._commit(dst_key, dict(doc.metadata) if meta is None else meta, fill, kept)
 
     # ------------------------------------------------------------------------------------------ multipart
 
-    def create_multipart(self, key: str, metadata: Mapping[str, str]) -> str:
-        """Start a multipart upload: a folder ``.cse/uploads/<id>`` beside where the object will be."""
+    def create_multipart(
+        self, key: str, metadata: Mapping[str, str], settings: ObjectSettings | None = None
+    ) -> str:
+        """Start a multipart upload: a folder ``.cse/uploads/<id>`` beside where the object will be. The
+        ``settings`` go in its record, and to the object on completion."""
+        if settings:
+            self.check_settings(settings)
         data_path, _, _ = self._paths(key)
         meta = clean_metadata(metadata)
         self._check_not_directory(key, data_path)
         upload_id = secrets.token_hex(16)
         folder = self._upload_dir(key, upload_id)
-        doc = {"key": key, "metadata": meta, "initiated": _now().isoformat()}
+        doc: dict[str, Any] = {"key": key, "metadata": meta, "initiated": _now().isoformat()}
+        if settings and _settings_document(settings):
+            doc["settings"] = _settings_document(settings)
         try:
             try:
                 os.makedirs(folder)
@@ -832,7 +934,8 @@ class FileStore(Store):
                 )
             sizes.append(header["size"])
         metadata = doc.get("metadata")
-        if not isinstance(metadata, dict):
+        settings = _parse_settings(doc.get("settings"))
+        if not isinstance(metadata, dict) or settings is None:
             raise StoreError(f"the multipart upload record in {folder} is malformed; abort the upload")
 
         def fill(out: int) -> tuple[int, str]:
@@ -859,7 +962,7 @@ class FileStore(Store):
             return total, f"{hashlib.md5(digests, usedforsecurity=False).hexdigest()}-{len(ordered)}"
 
         try:
-            info = self._commit(key, dict(metadata), fill)
+            info = self._commit(key, dict(metadata), fill, settings)
         except ObjectNotFoundError:
             raise
         except StoreError:

@@ -28,7 +28,9 @@ from cse.exceptions import ConfigurationError, ObjectNotFoundError, StoreError
 from cse.stores.base import (
     GetResult,
     ObjectInfo,
+    ObjectSettings,
     PartInfo,
+    ServerSideEncryption,
     Store,
     UploadInfo,
     clean_metadata,
@@ -65,9 +67,18 @@ class _Object:
     etag: str
     metadata: dict[str, str]
     last_modified: datetime
+    settings: ObjectSettings = field(default_factory=ObjectSettings)
 
     def info(self, key: str) -> ObjectInfo:
-        return ObjectInfo(key, len(self.data), self.etag, dict(self.metadata), self.last_modified)
+        # Tags are read with get_tags, as on S3 and OSS.
+        shown = ObjectSettings(
+            self.settings.content_type,
+            self.settings.content_disposition,
+            self.settings.cache_control,
+            self.settings.storage_class,
+            sse=self.settings.sse,
+        )
+        return ObjectInfo(key, len(self.data), self.etag, dict(self.metadata), self.last_modified, shown)
 
 
 @dataclass
@@ -83,6 +94,7 @@ class _Upload:
     metadata: dict[str, str]
     initiated: datetime
     parts: dict[int, _Part] = field(default_factory=dict)
+    settings: ObjectSettings = field(default_factory=ObjectSettings)
 
 
 class MemoryStore(Store):
@@ -99,6 +111,8 @@ class MemoryStore(Store):
     default_format: ClassVar[str] = "cse-v1"
     #: Objects live in this process only.
     process_local: ClassVar[bool] = True
+    #: Kept and reported as given, like S3's SSE-S3 and SSE-KMS (the bytes are not encrypted again).
+    sse_modes: ClassVar[frozenset[str]] = frozenset({"aes256", "kms"})
 
     def __init__(self) -> None:
         """A new, empty, private store with a generated bucket name (``private-<hex>``)."""
@@ -117,6 +131,7 @@ class MemoryStore(Store):
         self._lock = threading.RLock()
         self._objects: dict[str, _Object] = {}
         self._uploads: dict[str, _Upload] = {}
+        self._bucket_sse: ServerSideEncryption | None = None
 
     # ------------------------------------------------------------------------------------ bucket registry
 
@@ -169,13 +184,29 @@ class MemoryStore(Store):
             raise ObjectNotFoundError(f"no such object: {self.url(key)}")
         return obj
 
-    def put(self, key: str, data: bytes | bytearray | memoryview, metadata: Mapping[str, str]) -> ObjectInfo:
-        """Store a copy of ``data`` under ``key`` with ``metadata``, replacing any object there."""
+    def _settings(self, settings: ObjectSettings | None) -> ObjectSettings:
+        """What an object written with ``settings`` keeps: the bucket default SSE when it names none."""
+        settings = settings or ObjectSettings()
+        self.check_settings(settings)
+        if settings.sse is None and self._bucket_sse is not None:
+            settings = ObjectSettings(sse=self._bucket_sse).over(settings)
+        return settings
+
+    def put(
+        self,
+        key: str,
+        data: bytes | bytearray | memoryview,
+        metadata: Mapping[str, str],
+        settings: ObjectSettings | None = None,
+    ) -> ObjectInfo:
+        """Store a copy of ``data`` under ``key`` with ``metadata`` and ``settings``, replacing any object
+        there."""
         self._log("put", key)
         _check_key(key)
         meta = clean_metadata(metadata)
+        kept = self._settings(settings)
         body = bytes(data)
-        obj = _Object(body, _md5(body).hex(), meta, _now())
+        obj = _Object(body, _md5(body).hex(), meta, _now(), kept)
         with self._lock:
             self._objects[key] = obj
         return obj.info(key)
@@ -212,16 +243,45 @@ class MemoryStore(Store):
         found.sort(key=lambda info: info.key)
         return iter(found)
 
-    def copy(self, src_key: str, dst_key: str, metadata: Mapping[str, str] | None = None) -> ObjectInfo:
-        """Copy ``src_key`` to ``dst_key`` without moving the body; replace the metadata if given."""
+    def copy(
+        self,
+        src_key: str,
+        dst_key: str,
+        metadata: Mapping[str, str] | None = None,
+        settings: ObjectSettings | None = None,
+    ) -> ObjectInfo:
+        """Copy ``src_key`` to ``dst_key`` without moving the body; replace the metadata if given. The
+        source's settings are kept, except those set in ``settings``."""
         self._log("copy", dst_key)
         _check_key(dst_key)
         meta = clean_metadata(metadata) if metadata is not None else None
+        if settings:
+            self.check_settings(settings)
         with self._lock:
             src = self._object(src_key)
-            obj = _Object(src.data, src.etag, dict(src.metadata) if meta is None else meta, _now())
+            kept = (settings or ObjectSettings()).over(src.settings)
+            obj = _Object(src.data, src.etag, dict(src.metadata) if meta is None else meta, _now(), kept)
             self._objects[dst_key] = obj
         return obj.info(dst_key)
+
+    def get_tags(self, key: str) -> dict[str, str]:
+        """The tags the object was written with."""
+        self._log("get_tags", key)
+        with self._lock:
+            return dict(self._object(key).settings.tags)
+
+    def get_bucket_encryption(self) -> ServerSideEncryption | None:
+        """The default server-side encryption set by :meth:`put_bucket_encryption`, if any."""
+        return self._bucket_sse
+
+    def put_bucket_encryption(self, sse: ServerSideEncryption) -> None:
+        """Make ``sse`` the default of objects written without server-side encryption of their own."""
+        self.check_settings(ObjectSettings(sse=sse))
+        self._bucket_sse = sse
+
+    def delete_bucket_encryption(self) -> None:
+        """Remove the bucket default."""
+        self._bucket_sse = None
 
     # ------------------------------------------------------------------------------------------ multipart
 
@@ -231,14 +291,17 @@ class MemoryStore(Store):
             raise ObjectNotFoundError(f"no multipart upload {upload_id!r} of {self.url(key)}")
         return upload
 
-    def create_multipart(self, key: str, metadata: Mapping[str, str]) -> str:
+    def create_multipart(
+        self, key: str, metadata: Mapping[str, str], settings: ObjectSettings | None = None
+    ) -> str:
         """Start a multipart upload of ``key``; the object appears only on completion."""
         self._log("create_multipart", key)
         _check_key(key)
         meta = clean_metadata(metadata)
+        kept = self._settings(settings)
         upload_id = secrets.token_hex(16)
         with self._lock:
-            self._uploads[upload_id] = _Upload(key, meta, _now())
+            self._uploads[upload_id] = _Upload(key, meta, _now(), settings=kept)
         return upload_id
 
     def upload_part(
@@ -268,7 +331,7 @@ class MemoryStore(Store):
             body = b"".join(part.data for part in chosen)
             digests = b"".join(bytes.fromhex(part.etag) for part in chosen)
             etag = f"{_md5(digests).hex()}-{len(chosen)}"
-            obj = _Object(body, etag, dict(upload.metadata), _now())
+            obj = _Object(body, etag, dict(upload.metadata), _now(), upload.settings)
             self._objects[key] = obj
             del self._uploads[upload_id]
         return obj.info(key)

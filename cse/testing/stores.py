@@ -35,7 +35,7 @@ from typing import ClassVar
 import pytest
 
 from cse.exceptions import ConfigurationError, InvalidRangeError, ObjectNotFoundError, StoreError
-from cse.stores.base import ObjectInfo, PartInfo, Store
+from cse.stores.base import SSE_MODES, ObjectInfo, ObjectSettings, PartInfo, ServerSideEncryption, Store
 
 __all__ = ["StoreConformance"]
 
@@ -57,6 +57,19 @@ def _keys(infos: Iterator[ObjectInfo]) -> list[str]:
     return [info.key for info in infos]
 
 
+#: The content settings and tags the settings tests write (tag values within S3's and OSS's alphabets).
+_SETTINGS = ObjectSettings(
+    content_type="text/plain; charset=utf-8",
+    content_disposition='attachment; filename="report.txt"',
+    cache_control="max-age=60",
+    tags={"project": "cse", "stage": "test 1"},
+)
+
+
+def _content(settings: ObjectSettings) -> tuple[str | None, str | None, str | None]:
+    return settings.content_type, settings.content_disposition, settings.cache_control
+
+
 class StoreConformance:
     """Tests every :class:`~cse.stores.base.Store` must pass. Subclass it and define a ``store`` fixture."""
 
@@ -65,6 +78,12 @@ class StoreConformance:
     md5_etags: ClassVar[bool] = False
     #: Threads used by the concurrency tests.
     threads: ClassVar[int] = 8
+    #: Whether the store keeps :class:`~cse.stores.base.ObjectSettings` (content type, disposition, cache
+    #: control, tags). Leave True unless the store predates settings.
+    object_settings: ClassVar[bool] = True
+    #: A storage class the store keeps, by the store's own name (``"STANDARD_IA"``, ``"IA"``), for the
+    #: storage class tests; ``None`` skips them.
+    storage_class: ClassVar[str | None] = None
 
     # ------------------------------------------------------------------------------------------- fixtures
 
@@ -546,6 +565,125 @@ class StoreConformance:
         with ThreadPoolExecutor(self.threads) as pool:
             assert all(pool.map(work, range(self.threads * 3)))
         assert len(list(store.list(prefix + "threads/"))) == self.threads * 6
+
+    # ------------------------------------------------------------------------------------------- settings
+
+    def _need_settings(self) -> None:
+        if not self.object_settings:
+            pytest.skip("the store keeps no object settings (object_settings = False)")
+
+    @staticmethod
+    def _sse_mode(store: Store) -> str:
+        if not store.sse_modes:
+            pytest.skip(f"{store.scheme}:// has no server-side encryption (sse_modes is empty)")
+        return "aes256" if "aes256" in store.sse_modes else sorted(store.sse_modes)[0]
+
+    def _multipart(
+        self, store: Store, key: str, settings: ObjectSettings, data: bytes = b"multipart settings"
+    ) -> ObjectInfo:
+        upload_id = store.create_multipart(key, {"m": "1"}, settings)
+        part = self._upload(store, key, upload_id, 1, data)
+        return store.complete_multipart(key, upload_id, [part])
+
+    def test_settings_put(self, store: Store, prefix: str) -> None:
+        """Content type, disposition and cache control given to ``put`` are reported by ``head`` and
+        ``get``; the tags by ``get_tags``."""
+        self._need_settings()
+        key = prefix + "settings.txt"
+        store.put(key, b"settings", {"m": "1"}, _SETTINGS)
+        assert _content(store.head(key).settings) == _content(_SETTINGS)
+        with store.get(key) as result:
+            assert _content(result.info.settings) == _content(_SETTINGS)
+            assert result.body.read() == b"settings"
+        assert store.get_tags(key) == dict(_SETTINGS.tags)
+        assert not store.head(key).settings.tags  # tags are read with get_tags
+
+    def test_settings_multipart(self, store: Store, prefix: str) -> None:
+        """Settings given to ``create_multipart`` are the completed object's."""
+        self._need_settings()
+        key = prefix + "multipart-settings"
+        self._multipart(store, key, _SETTINGS)
+        assert _content(store.head(key).settings) == _content(_SETTINGS)
+        assert store.get_tags(key) == dict(_SETTINGS.tags)
+
+    @pytest.mark.parametrize("replace", [False, True], ids=["keep-metadata", "replace-metadata"])
+    def test_copy_keeps_settings(self, store: Store, prefix: str, replace: bool) -> None:
+        """A copy keeps the source's settings and tags, also when its metadata is replaced."""
+        self._need_settings()
+        store.put(prefix + "src", b"copied settings", {"old": "1"}, _SETTINGS)
+        store.copy(prefix + "src", prefix + "dst", {"new": "2"} if replace else None)
+        assert _content(store.head(prefix + "dst").settings) == _content(_SETTINGS)
+        assert store.get_tags(prefix + "dst") == dict(_SETTINGS.tags)
+        assert store.read_all(prefix + "dst") == b"copied settings"
+        if store.supports_metadata:
+            assert dict(store.head(prefix + "dst").metadata) == ({"new": "2"} if replace else {"old": "1"})
+
+    def test_copy_replaces_given_settings(self, store: Store, prefix: str) -> None:
+        """Settings given to ``copy`` replace the source's; the others are kept."""
+        self._need_settings()
+        store.put(prefix + "src", b"x", {}, _SETTINGS)
+        store.copy(
+            prefix + "src",
+            prefix + "dst",
+            {},
+            ObjectSettings(content_type="application/json", tags={"k": "v"}),
+        )
+        settings = store.head(prefix + "dst").settings
+        assert settings.content_type == "application/json"
+        assert (settings.content_disposition, settings.cache_control) == _content(_SETTINGS)[1:]
+        assert store.get_tags(prefix + "dst") == {"k": "v"}
+        assert _content(store.head(prefix + "src").settings) == _content(_SETTINGS)
+
+    def test_copy_onto_itself_keeps_settings(self, store: Store, prefix: str) -> None:
+        """Re-wrapping (a copy onto itself with new metadata) keeps the settings and tags."""
+        self._need_settings()
+        key = prefix + "rewrapped"
+        store.put(key, b"x", {"wrapped": "old"}, _SETTINGS)
+        store.copy(key, key, {"wrapped": "new"})
+        assert _content(store.head(key).settings) == _content(_SETTINGS)
+        assert store.get_tags(key) == dict(_SETTINGS.tags)
+
+    def test_sse_kept(self, store: Store, prefix: str) -> None:
+        """Server-side encryption given to ``put`` and ``create_multipart`` is reported by ``head``, and
+        kept by a copy with new metadata. Skipped for stores without server-side encryption."""
+        mode = self._sse_mode(store)
+        sse = ServerSideEncryption(mode)
+        store.put(prefix + "put", b"encrypted at rest", {}, ObjectSettings(sse=sse))
+        self._multipart(store, prefix + "multipart", ObjectSettings(sse=sse))
+        store.copy(prefix + "put", prefix + "copy", {"new": "1"})
+        for name in ("put", "multipart", "copy"):
+            found = store.head(prefix + name).settings.sse
+            assert found is not None and found.mode == mode, name
+
+    def test_unsupported_sse_refused(self, store: Store, prefix: str) -> None:
+        """A server-side encryption mode the store has not is refused with ConfigurationError before
+        anything is written: no object, no upload."""
+        missing = [mode for mode in SSE_MODES if mode not in store.sse_modes]
+        if not missing:
+            pytest.skip("the store has every server-side encryption mode")
+        for mode in missing:
+            settings = ObjectSettings(sse=ServerSideEncryption(mode))
+            with pytest.raises(ConfigurationError, match=mode):
+                store.check_settings(settings)
+            with pytest.raises(ConfigurationError, match=mode):
+                store.put(prefix + "refused", b"x", {}, settings)
+            with pytest.raises(ConfigurationError, match=mode):
+                store.create_multipart(prefix + "refused", {}, settings)
+        with pytest.raises(ObjectNotFoundError):
+            store.head(prefix + "refused")
+        assert store.list_multipart_uploads(prefix) == []
+
+    def test_storage_class_kept(self, store: Store, prefix: str) -> None:
+        """The storage class given to ``put`` and ``create_multipart`` is reported by ``head`` and kept by
+        a copy with new metadata. Skipped unless the subclass names a :attr:`storage_class`."""
+        if self.storage_class is None:
+            pytest.skip("no storage_class to test (set the class attribute)")
+        settings = ObjectSettings(storage_class=self.storage_class)
+        store.put(prefix + "put", b"x", {}, settings)
+        self._multipart(store, prefix + "multipart", settings)
+        store.copy(prefix + "put", prefix + "copy", {"new": "1"})
+        for name in ("put", "multipart", "copy"):
+            assert store.head(prefix + name).settings.storage_class == self.storage_class, name
 
     # ------------------------------------------------------------------------------------------------ URLs
 

@@ -37,6 +37,13 @@ Ranges are requested with ``x-oss-range-behavior: standard``, so a range that st
 object is refused (416) rather than silently answered with the whole object, and one that runs past the
 end is clamped.
 
+Object settings (:class:`~cse.stores.base.ObjectSettings`) travel as oss2 headers: ``Content-Type``,
+``Content-Disposition``, ``Cache-Control``, ``x-oss-storage-class``, ``x-oss-tagging`` and
+``x-oss-server-side-encryption`` (``AES256``, ``KMS``, ``SM4``) with ``-key-id``, on PutObject,
+InitiateMultipartUpload and CopyObject; ``head``/``get`` report what OSS answers, tags come from
+GetObjectTagging. ``x-oss-metadata-directive: REPLACE`` drops the content headers, so ``copy`` sends the
+source's again, with its SSE and storage class.
+
 Multipart: part numbers 1..10,000, parts of at least 100 KiB but the last. Each UploadPart carries the
 client-side-encryption headers that the format gives (for OSS V2 the whole crypto context, data size and
 part size, as the official SDKs send). :meth:`OssStore.upload_context` reads back the crypto context of an
@@ -58,6 +65,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 from typing import Any, BinaryIO, ClassVar, NoReturn, cast
+from urllib.parse import quote, urlencode
 
 import oss2  # type: ignore[import-untyped,unused-ignore]
 from oss2 import exceptions as oss_errors  # type: ignore[import-untyped,unused-ignore]
@@ -74,8 +82,10 @@ from cse.stores.base import (
     BufferReader,
     GetResult,
     ObjectInfo,
+    ObjectSettings,
     PartInfo,
     ResponseBody,
+    ServerSideEncryption,
     Store,
     UploadInfo,
     clean_metadata,
@@ -89,6 +99,15 @@ __all__ = ["MAX_COPY_SIZE", "REQUEST_ATTEMPTS", "OssStore", "default_bucket"]
 
 _PREFIX = "oss://"
 _META = "x-oss-meta-"
+_SSE = "x-oss-server-side-encryption"
+_SSE_KEY_ID = "x-oss-server-side-encryption-key-id"
+_STORAGE_CLASS = "x-oss-storage-class"
+_TAGGING = "x-oss-tagging"
+#: cse's server-side encryption modes and OSS's ``x-oss-server-side-encryption`` values.
+_SSE_VALUES = {"aes256": "AES256", "kms": "KMS", "sm4": "SM4"}
+_SSE_MODES = {value: mode for mode, value in _SSE_VALUES.items()}
+#: OSS's limits on object tags.
+_MAX_TAGS, _MAX_TAG_KEY, _MAX_TAG_VALUE = 10, 128, 256
 KiB = 1024
 MiB = 1024 * KiB
 #: Sends of one request, the first included (the store retries; oss2 does not).
@@ -269,6 +288,77 @@ def _user_metadata(headers: Mapping[str, str]) -> dict[str, str]:
     return {k.lower()[len(_META) :]: v for k, v in headers.items() if k.lower().startswith(_META)}
 
 
+def _tagging(tags: Mapping[str, str]) -> str:
+    """``x-oss-tagging``: the tags URL-encoded as a query string, as oss2's ``TaggingRule`` writes them."""
+    return urlencode(list(tags.items()), quote_via=quote)
+
+
+def _sse_headers(sse: ServerSideEncryption | None) -> dict[str, str]:
+    if sse is None:
+        return {}
+    headers = {_SSE: _SSE_VALUES[sse.mode]}
+    if sse.key_id is not None:
+        headers[_SSE_KEY_ID] = sse.key_id
+    return headers
+
+
+def _settings_headers(settings: ObjectSettings | None, *, tags: bool = True) -> dict[str, str]:
+    """The OSS headers of ``settings``: ``Content-Type``, ``Content-Disposition``, ``Cache-Control``,
+    ``x-oss-storage-class``, ``x-oss-server-side-encryption`` (and ``-key-id``), ``x-oss-tagging``."""
+    if settings is None:
+        return {}
+    headers: dict[str, str] = {}
+    for name, value in (
+        ("Content-Type", settings.content_type),
+        ("Content-Disposition", settings.content_disposition),
+        ("Cache-Control", settings.cache_control),
+        (_STORAGE_CLASS, settings.storage_class),
+    ):
+        if value is not None:
+            headers[name] = value
+    headers.update(_sse_headers(settings.sse))
+    if tags and settings.tags:
+        headers[_TAGGING] = _tagging(settings.tags)
+    return headers
+
+
+def _response_sse(headers: Mapping[str, str]) -> ServerSideEncryption | None:
+    mode = _SSE_MODES.get(str(headers.get(_SSE) or "").upper())
+    if mode is None:
+        return None
+    key_id = headers.get(_SSE_KEY_ID) if mode == "kms" else None
+    return ServerSideEncryption(mode, str(key_id) if key_id else None)
+
+
+def _response_settings(headers: Mapping[str, str]) -> ObjectSettings:
+    """The settings of a HeadObject or GetObject answer (oss2's case-insensitive headers)."""
+
+    def text(name: str) -> str | None:
+        value = headers.get(name)
+        return str(value) if value else None
+
+    return ObjectSettings(
+        content_type=text("Content-Type"),
+        content_disposition=text("Content-Disposition"),
+        cache_control=text("Cache-Control"),
+        storage_class=text(_STORAGE_CLASS),
+        sse=_response_sse(headers),
+    )
+
+
+def _written_settings(settings: ObjectSettings | None, headers: Mapping[str, str]) -> ObjectSettings:
+    """What a write reports: the settings given (without tags), with the SSE that OSS answered (which
+    includes a bucket default and the key id OSS chose)."""
+    given = settings or ObjectSettings()
+    return ObjectSettings(
+        given.content_type,
+        given.content_disposition,
+        given.cache_control,
+        given.storage_class,
+        sse=_response_sse(headers) or given.sse,
+    )
+
+
 def _when(value: Any) -> datetime | None:
     if isinstance(value, (int, float)) and value > 0:
         return datetime.fromtimestamp(value, tz=timezone.utc)
@@ -340,6 +430,8 @@ class OssStore(Store):
     max_parts: ClassVar[int] = 10_000
     #: The format cse writes to OSS unless told otherwise: the official SDKs' V2.
     default_format: ClassVar[str] = "oss-v2"
+    #: SSE-OSS with AES-256 or SM4, and SSE-KMS.
+    sse_modes: ClassVar[frozenset[str]] = frozenset({"aes256", "kms", "sm4"})
 
     def __init__(self, bucket: Any) -> None:
         """Use ``bucket`` (an ``oss2.Bucket``, or a name for :func:`default_bucket`)."""
@@ -358,6 +450,7 @@ class OssStore(Store):
         #: Part size of such copies.
         self.copy_part_size = COPY_PART_SIZE
         self._uploads: dict[str, dict[str, str]] = {}
+        self._upload_settings: dict[str, ObjectSettings] = {}
         self._crcs: dict[str, dict[int, tuple[int, int]]] = {}
         self._lock = threading.Lock()
 
@@ -486,17 +579,75 @@ class OssStore(Store):
             )
         return sent
 
+    # ------------------------------------------------------------------------------------------- settings
+
+    def check_settings(self, settings: ObjectSettings) -> None:
+        """Refuse SSE modes OSS has not (``dsse``) and tags beyond OSS's limits (10 tags, keys of at
+        most 128 characters, values of at most 256), before any request."""
+        super().check_settings(settings)
+        if len(settings.tags) > _MAX_TAGS:
+            raise ConfigurationError(
+                f"OSS keeps at most {_MAX_TAGS} tags per object, not {len(settings.tags)}"
+            )
+        for tag, value in settings.tags.items():
+            if len(tag) > _MAX_TAG_KEY or len(value) > _MAX_TAG_VALUE:
+                raise ConfigurationError(
+                    f"OSS tag keys have at most {_MAX_TAG_KEY} characters and values {_MAX_TAG_VALUE}; "
+                    f"the tag {tag[:40]!r} is longer"
+                )
+
+    def get_tags(self, key: str) -> dict[str, str]:
+        """GetObjectTagging."""
+        _check_key(key)
+        result = self._call("get_tags", key, "get_object_tagging", key)
+        return {str(k): str(v) for k, v in result.tag_set.tagging_rule.items()}
+
+    def get_bucket_encryption(self) -> ServerSideEncryption | None:
+        """GetBucketEncryption (``None`` for NoSuchServerSideEncryptionRule, or an algorithm cse has no
+        name for)."""
+        try:
+            result = retry_call(self.bucket.get_bucket_encryption, _REQUEST_POLICY, _retryable)
+        except oss_errors.NoSuchServerSideEncryptionRule:
+            return None
+        except (oss_errors.OssError, *_TRANSPORT_ERRORS) as exc:
+            self._fail(exc, "get_bucket_encryption", "")
+        return _response_sse(
+            {_SSE: str(result.sse_algorithm or ""), _SSE_KEY_ID: str(result.kms_master_keyid or "")}
+        )
+
+    def put_bucket_encryption(self, sse: ServerSideEncryption) -> None:
+        """PutBucketEncryption: ``sse`` as the rule's ``SSEAlgorithm`` (and ``KMSMasterKeyID``)."""
+        self.check_settings(ObjectSettings(sse=sse))
+        rule = oss2.models.ServerSideEncryptionRule(_SSE_VALUES[sse.mode], sse.key_id)
+        self._call("put_bucket_encryption", "", "put_bucket_encryption", rule)
+
+    def delete_bucket_encryption(self) -> None:
+        """DeleteBucketEncryption (not an error if the bucket has none)."""
+        self._call("delete_bucket_encryption", "", "delete_bucket_encryption")
+
     # -------------------------------------------------------------------------------------------- objects
 
-    def put(self, key: str, data: bytes | bytearray | memoryview, metadata: Mapping[str, str]) -> ObjectInfo:
-        """PutObject ``data`` under ``key``; the server's CRC-64 must match the bytes sent."""
+    def put(
+        self,
+        key: str,
+        data: bytes | bytearray | memoryview,
+        metadata: Mapping[str, str],
+        settings: ObjectSettings | None = None,
+    ) -> ObjectInfo:
+        """PutObject ``data`` under ``key`` with ``settings`` as headers (``Content-Type``,
+        ``Content-Disposition``, ``Cache-Control``, ``x-oss-storage-class``, ``x-oss-tagging``,
+        ``x-oss-server-side-encryption`` and ``-key-id``); the server's CRC-64 must match the bytes sent."""
         _check_key(key)
+        if settings:
+            self.check_settings(settings)
         headers = _meta_headers(metadata)
+        headers.update(_settings_headers(settings))
         view = memoryview(data).cast("B")
         crc = self._crc_while_sending(view)
         result = self._call("put", key, "put_object", key, self._body(view), headers=headers)
         self._checked_crc("put", key, view, crc(), result)
-        return ObjectInfo(key, len(view), _etag(result.etag), _user_metadata(headers))
+        written = _written_settings(settings, result.headers)
+        return ObjectInfo(key, len(view), _etag(result.etag), _user_metadata(headers), settings=written)
 
     def get(self, key: str, start: int = 0, end: int | None = None) -> GetResult:
         """GetObject bytes ``start..end`` (inclusive) of ``key``; see :meth:`Store.get` and the CRC notes."""
@@ -534,11 +685,12 @@ class OssStore(Store):
             _etag(response_headers.get("ETag")),
             _user_metadata(response_headers),
             _when(getattr(result, "last_modified", None)),
+            _response_settings(response_headers),
         )
         return GetResult(info, cast(BinaryIO, _Body(result, url, length, expected)), first, last)
 
     def head(self, key: str) -> ObjectInfo:
-        """HeadObject: size, ETag and metadata."""
+        """HeadObject: size, ETag, metadata and the settings OSS reports."""
         _check_key(key)
         result = self._call("head", key, "head_object", key)
         return ObjectInfo(
@@ -547,6 +699,7 @@ class OssStore(Store):
             _etag(result.etag),
             _user_metadata(result.headers),
             _when(getattr(result, "last_modified", None)),
+            _response_settings(result.headers),
         )
 
     def delete(self, key: str) -> None:
@@ -566,24 +719,55 @@ class OssStore(Store):
         except (oss_errors.OssError, *_TRANSPORT_ERRORS) as exc:
             self._fail(exc, "list", prefix)
 
-    def copy(self, src_key: str, dst_key: str, metadata: Mapping[str, str] | None = None) -> ObjectInfo:
+    def copy(
+        self,
+        src_key: str,
+        dst_key: str,
+        metadata: Mapping[str, str] | None = None,
+        settings: ObjectSettings | None = None,
+    ) -> ObjectInfo:
         """CopyObject (``x-oss-metadata-directive: REPLACE`` with ``metadata``, COPY without); part by part
-        (UploadPartCopy) above :attr:`max_copy_size`."""
+        (UploadPartCopy) above :attr:`max_copy_size`.
+
+        REPLACE drops the content headers, so the source's settings (from a HeadObject of it) are sent
+        again, with those set in ``settings`` in their place; its server-side encryption and storage class
+        are sent too. Tags are copied by OSS (``x-oss-tagging-directive: Copy``) unless ``settings`` has
+        tags (``Replace``); a copy in parts reads them with GetObjectTagging.
+        """
         _check_key(src_key)
         _check_key(dst_key)
+        if settings:
+            self.check_settings(settings)
         src = self.head(src_key)
+        kept = (settings or ObjectSettings()).over(src.settings)
         meta = dict(src.metadata) if metadata is None else _user_metadata(_meta_headers(metadata))
         if src.size > self.max_copy_size:
-            return self._copy_in_parts(src_key, dst_key, src.size, meta)
-        headers = {"x-oss-metadata-directive": "COPY"}
-        if metadata is not None:
-            headers = {"x-oss-metadata-directive": "REPLACE", **_meta_headers(metadata)}
+            tags = dict(settings.tags) if settings and settings.tags else self.get_tags(src_key)
+            return self._copy_in_parts(src_key, dst_key, src.size, meta, ObjectSettings(tags=tags).over(kept))
+        headers = _settings_headers(kept, tags=False)
+        content = settings is not None and any(
+            value is not None
+            for value in (settings.content_type, settings.content_disposition, settings.cache_control)
+        )
+        if metadata is None and not content:
+            # COPY keeps the content headers (and ignores any sent); SSE and storage class are sent.
+            for name in ("Content-Type", "Content-Disposition", "Cache-Control"):
+                headers.pop(name, None)
+            headers["x-oss-metadata-directive"] = "COPY"
+        else:
+            headers.update({"x-oss-metadata-directive": "REPLACE", **_meta_headers(meta)})
+        if settings is not None and settings.tags:
+            headers.update({"x-oss-tagging-directive": "Replace", _TAGGING: _tagging(settings.tags)})
         result = self._call("copy", dst_key, "copy_object", self.name, src_key, dst_key, headers=headers)
-        return ObjectInfo(dst_key, src.size, _etag(result.etag), meta)
+        return ObjectInfo(
+            dst_key, src.size, _etag(result.etag), meta, settings=_written_settings(kept, result.headers)
+        )
 
-    def _copy_in_parts(self, src_key: str, dst_key: str, size: int, metadata: dict[str, str]) -> ObjectInfo:
+    def _copy_in_parts(
+        self, src_key: str, dst_key: str, size: int, metadata: dict[str, str], settings: ObjectSettings
+    ) -> ObjectInfo:
         part = max(self.copy_part_size, self.min_part_size, -(-size // self.max_parts))
-        upload_id = self.create_multipart(dst_key, metadata)
+        upload_id = self.create_multipart(dst_key, metadata, settings)
 
         def copy_part(number: int) -> PartInfo:
             """UploadPartCopy of part ``number``."""
@@ -614,10 +798,17 @@ class OssStore(Store):
 
     # ------------------------------------------------------------------------------------------ multipart
 
-    def create_multipart(self, key: str, metadata: Mapping[str, str]) -> str:
-        """InitiateMultipartUpload with ``metadata``."""
+    def create_multipart(
+        self, key: str, metadata: Mapping[str, str], settings: ObjectSettings | None = None
+    ) -> str:
+        """InitiateMultipartUpload with ``metadata`` and ``settings`` (the headers :meth:`put` sends; the
+        parts need no SSE headers of their own, OSS applies the upload's)."""
         _check_key(key)
+        if settings:
+            self.check_settings(settings)
         headers = _meta_headers(metadata)
+        meta_only = dict(headers)
+        headers.update(_settings_headers(settings))
         tally = Attempts()
         try:
             result = self._call(
@@ -630,7 +821,8 @@ class OssStore(Store):
         if tally.count > 1:
             self._abort_lost_creates(key, headers, keep=upload_id)
         with self._lock:
-            self._uploads[upload_id] = _user_metadata(headers)
+            self._uploads[upload_id] = _user_metadata(meta_only)
+            self._upload_settings[upload_id] = _written_settings(settings, getattr(result, "headers", {}))
             self._crcs[upload_id] = {}
         return upload_id
 
@@ -699,6 +891,7 @@ class OssStore(Store):
                 raise
         with self._lock:
             metadata = self._uploads.pop(upload_id, {})
+            settings = self._upload_settings.pop(upload_id, ObjectSettings())
             self._crcs.pop(upload_id, None)
         server = getattr(result, "crc", None)
         if server is not None and combined is not None and combined != int(server):
@@ -708,7 +901,7 @@ class OssStore(Store):
                 f"complete {self.url(key)}: the object's CRC-64 ({server}) is not that of the parts sent "
                 f"({combined}); the object was deleted, upload it again"
             )
-        return ObjectInfo(key, sum(p.size for p in ordered), _etag(result.etag), metadata)
+        return ObjectInfo(key, sum(p.size for p in ordered), _etag(result.etag), metadata, settings=settings)
 
     def _completed_already(self, key: str, ordered: Sequence[PartInfo], crc: int) -> Any:
         """HeadObject's answer if ``key`` is the object these parts make (same size and CRC-64), else None."""
@@ -725,6 +918,7 @@ class OssStore(Store):
         """AbortMultipartUpload; unknown uploads are not an error."""
         with self._lock:
             self._uploads.pop(upload_id, None)
+            self._upload_settings.pop(upload_id, None)
             self._crcs.pop(upload_id, None)
         with contextlib.suppress(ObjectNotFoundError):
             self._call("abort_multipart", key, "abort_multipart_upload", key, upload_id, upload_id=upload_id)

@@ -24,6 +24,16 @@ Instruction files (see :mod:`cse_s3.instruction`):
   instruction file right after; for a multipart upload, the file is written on completion from what this
   store instance remembers of ``create_multipart``.
 
+Object settings (:class:`~cse.stores.base.ObjectSettings`) travel as boto3 passes them: ``ContentType``,
+``ContentDisposition``, ``CacheControl``, ``StorageClass``, ``Tagging`` (URL-encoded) and
+``ServerSideEncryption`` (``AES256``, ``aws:kms``, ``aws:kms:dsse``) with ``SSEKMSKeyId``, on PutObject,
+CreateMultipartUpload and CopyObject; ``head``/``get`` report what S3 answers (a ``ContentType`` of
+``binary/octet-stream`` when none was set, no ``StorageClass`` for STANDARD), tags come from
+GetObjectTagging. CopyObject gives a copy the bucket default encryption and STANDARD, and REPLACE drops the
+content headers: ``copy`` sends the source's again (``Expires``, ``ContentEncoding`` and
+``ContentLanguage``, which cse does not model, are still dropped by a metadata replace). Instruction files
+get their object's server-side encryption.
+
 ``list_multipart_uploads`` cannot read metadata back from S3 (ListMultipartUploads does not return it): it
 reports the metadata this store instance was given at ``create_multipart``, and ``{}`` for uploads that
 another process started.
@@ -39,9 +49,10 @@ import re
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, BinaryIO, ClassVar, NoReturn, cast
+from urllib.parse import quote, urlencode
 
 import boto3  # type: ignore[import-untyped,unused-ignore]
 from botocore.config import Config  # type: ignore[import-untyped,unused-ignore]
@@ -65,8 +76,10 @@ from cse.stores.base import (
     BufferReader,
     GetResult,
     ObjectInfo,
+    ObjectSettings,
     PartInfo,
     ResponseBody,
+    ServerSideEncryption,
     Store,
     UploadInfo,
     clean_metadata,
@@ -96,6 +109,11 @@ COPY_PART_SIZE = 512 * MiB
 _CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")
 _NOT_FOUND = frozenset({"NoSuchKey", "404", "NotFound"})
 _client_lock = threading.Lock()
+#: cse's server-side encryption modes and S3's ``ServerSideEncryption`` values.
+_SSE_VALUES = {"aes256": "AES256", "kms": "aws:kms", "dsse": "aws:kms:dsse"}
+_SSE_MODES = {value: mode for mode, value in _SSE_VALUES.items()}
+#: S3's limits on object tags.
+_MAX_TAGS, _MAX_TAG_KEY, _MAX_TAG_VALUE = 10, 128, 256
 
 
 def default_client() -> Any:
@@ -152,6 +170,79 @@ def _body(data: bytes | bytearray | memoryview) -> BufferReader:
     return BufferReader(data)
 
 
+def _sse_params(sse: ServerSideEncryption | None) -> dict[str, Any]:
+    """boto3's ``ServerSideEncryption`` and ``SSEKMSKeyId`` for ``sse``."""
+    if sse is None:
+        return {}
+    params: dict[str, Any] = {"ServerSideEncryption": _SSE_VALUES[sse.mode]}
+    if sse.key_id is not None:
+        params["SSEKMSKeyId"] = sse.key_id
+    return params
+
+
+def _tagging(tags: Mapping[str, str]) -> str:
+    """S3's ``Tagging`` parameter: the tags URL-encoded as a query string (spaces as ``%20``)."""
+    return urlencode(list(tags.items()), quote_via=quote)
+
+
+def _settings_params(settings: ObjectSettings | None, *, tags: bool = True) -> dict[str, Any]:
+    """boto3's parameters of PutObject, CreateMultipartUpload and CopyObject for ``settings``."""
+    if settings is None:
+        return {}
+    params: dict[str, Any] = {}
+    for name, value in (
+        ("ContentType", settings.content_type),
+        ("ContentDisposition", settings.content_disposition),
+        ("CacheControl", settings.cache_control),
+        ("StorageClass", settings.storage_class),
+    ):
+        if value is not None:
+            params[name] = value
+    params.update(_sse_params(settings.sse))
+    if tags and settings.tags:
+        params["Tagging"] = _tagging(settings.tags)
+    return params
+
+
+def _response_sse(response: Mapping[str, Any]) -> ServerSideEncryption | None:
+    """The server-side encryption an S3 answer reports (``None`` for none, or one cse has no name for)."""
+    mode = _SSE_MODES.get(str(response.get("ServerSideEncryption") or ""))
+    if mode is None:
+        return None
+    key_id = response.get("SSEKMSKeyId") if mode != "aes256" else None
+    return ServerSideEncryption(mode, str(key_id) if key_id else None)
+
+
+def _response_settings(response: Mapping[str, Any]) -> ObjectSettings:
+    """The settings HeadObject or GetObject reports, as S3 returns them (S3 reports a ContentType even
+    when none was set, and no StorageClass for STANDARD)."""
+
+    def text(name: str) -> str | None:
+        value = response.get(name)
+        return str(value) if value else None
+
+    return ObjectSettings(
+        content_type=text("ContentType"),
+        content_disposition=text("ContentDisposition"),
+        cache_control=text("CacheControl"),
+        storage_class=text("StorageClass"),
+        sse=_response_sse(response),
+    )
+
+
+def _written_settings(settings: ObjectSettings | None, response: Mapping[str, Any]) -> ObjectSettings:
+    """What a write reports: the settings given (without tags), with the SSE that S3 answered (which
+    includes a bucket default)."""
+    given = settings or ObjectSettings()
+    return ObjectSettings(
+        given.content_type,
+        given.content_disposition,
+        given.cache_control,
+        given.storage_class,
+        sse=_response_sse(response) or given.sse,
+    )
+
+
 class _Body(ResponseBody):
     """A botocore StreamingBody, errors mapped to StoreError."""
 
@@ -176,6 +267,7 @@ class _Upload:
     key: str
     metadata: dict[str, str]
     instruction: dict[str, str]
+    settings: ObjectSettings = field(default_factory=ObjectSettings)
 
 
 class S3Store(Store):
@@ -195,6 +287,8 @@ class S3Store(Store):
     max_parts: ClassVar[int] = 10_000
     #: The format cse writes to S3 unless told otherwise: the official client's V3.
     default_format: ClassVar[str] = "s3-v3"
+    #: SSE-S3 (``AES256``), SSE-KMS (``aws:kms``) and DSSE-KMS (``aws:kms:dsse``).
+    sse_modes: ClassVar[frozenset[str]] = frozenset({"aes256", "kms", "dsse"})
 
     def __init__(
         self,
@@ -281,7 +375,12 @@ class S3Store(Store):
             self._fail(exc, action, key, upload_id)
 
     def _info(
-        self, key: str, response: Mapping[str, Any], size: int, metadata: Mapping[str, str]
+        self,
+        key: str,
+        response: Mapping[str, Any],
+        size: int,
+        metadata: Mapping[str, str],
+        settings: ObjectSettings | None = None,
     ) -> ObjectInfo:
         modified = response.get("LastModified")
         return ObjectInfo(
@@ -290,7 +389,23 @@ class S3Store(Store):
             _etag(response.get("ETag")),
             dict(metadata),
             modified if isinstance(modified, datetime) else None,
+            settings or ObjectSettings(),
         )
+
+    def check_settings(self, settings: ObjectSettings) -> None:
+        """Refuse SSE modes S3 has not (``sm4``) and tags beyond S3's limits (10 tags, keys of at most
+        128 characters, values of at most 256), before any request."""
+        super().check_settings(settings)
+        if len(settings.tags) > _MAX_TAGS:
+            raise ConfigurationError(
+                f"S3 keeps at most {_MAX_TAGS} tags per object, not {len(settings.tags)}"
+            )
+        for tag, value in settings.tags.items():
+            if len(tag) > _MAX_TAG_KEY or len(value) > _MAX_TAG_VALUE:
+                raise ConfigurationError(
+                    f"S3 tag keys have at most {_MAX_TAG_KEY} characters and values {_MAX_TAG_VALUE}; "
+                    f"the tag {tag[:40]!r} is longer"
+                )
 
     def _instruction_key(self, key: str) -> str:
         return key + self.instruction_suffix
@@ -347,7 +462,11 @@ class S3Store(Store):
         own, instruction = split_for_instruction_file(meta)
         return (own, instruction) if wanted else (meta, {})
 
-    def _put_instruction_file(self, key: str, instruction: Mapping[str, str]) -> None:
+    def _put_instruction_file(
+        self, key: str, instruction: Mapping[str, str], sse: ServerSideEncryption | None = None
+    ) -> None:
+        """Write ``KEY.instruction``, server-side encrypted as its object (bucket policies that require
+        SSE apply to it too)."""
         ikey = self._instruction_key(key)
         try:
             self._call(
@@ -357,6 +476,7 @@ class S3Store(Store):
                 Key=ikey,
                 Body=instruction_file_body(instruction),
                 Metadata={INSTRUCTION_FILE_MARKER: ""},
+                **_sse_params(sse),
             )
         except CseError as exc:
             raise StoreError(
@@ -366,16 +486,27 @@ class S3Store(Store):
 
     # -------------------------------------------------------------------------------------------- objects
 
-    def put(self, key: str, data: bytes | bytearray | memoryview, metadata: Mapping[str, str]) -> ObjectInfo:
-        """PutObject ``data`` under ``key`` (and its instruction file when one is written)."""
+    def put(
+        self,
+        key: str,
+        data: bytes | bytearray | memoryview,
+        metadata: Mapping[str, str],
+        settings: ObjectSettings | None = None,
+    ) -> ObjectInfo:
+        """PutObject ``data`` under ``key`` (and its instruction file when one is written), with
+        ``settings`` as ``ContentType``, ``ContentDisposition``, ``CacheControl``, ``StorageClass``,
+        ``Tagging``, ``ServerSideEncryption`` and ``SSEKMSKeyId``."""
         _check_key(key)
+        if settings:
+            self.check_settings(settings)
         own, instruction = self._split(metadata)
         body = _body(data)
-        response = self._call("put", key, "put_object", Key=key, Body=body, Metadata=own)
+        params = _settings_params(settings)
+        response = self._call("put", key, "put_object", Key=key, Body=body, Metadata=own, **params)
         if instruction:
-            self._put_instruction_file(key, instruction)
+            self._put_instruction_file(key, instruction, settings.sse if settings else None)
             own = {**own, **instruction, INSTRUCTION_FILE_MARKER: ""}
-        return self._info(key, response, len(body), own)
+        return self._info(key, response, len(body), own, _written_settings(settings, response))
 
     def get(self, key: str, start: int = 0, end: int | None = None) -> GetResult:
         """GetObject bytes ``start..end`` (inclusive) of ``key``; see :meth:`Store.get`."""
@@ -407,15 +538,66 @@ class S3Store(Store):
         except BaseException:
             response["Body"].close()
             raise
-        info = self._info(key, response, size, metadata)
+        info = self._info(key, response, size, metadata, _response_settings(response))
         return GetResult(info, cast(BinaryIO, _Body(response["Body"], url)), first, last)
 
     def head(self, key: str) -> ObjectInfo:
-        """HeadObject: size, ETag and metadata (merged with an instruction file where one is used)."""
+        """HeadObject: size, ETag, metadata (merged with an instruction file where one is used) and the
+        settings S3 reports."""
         _check_key(key)
         response = self._call("head", key, "head_object", Key=key)
         metadata = self._with_instruction_file(key, dict(response.get("Metadata", {})))
-        return self._info(key, response, int(response.get("ContentLength", 0)), metadata)
+        size = int(response.get("ContentLength", 0))
+        return self._info(key, response, size, metadata, _response_settings(response))
+
+    def get_tags(self, key: str) -> dict[str, str]:
+        """GetObjectTagging."""
+        _check_key(key)
+        response = self._call("get_tags", key, "get_object_tagging", Key=key)
+        return {str(tag["Key"]): str(tag["Value"]) for tag in response.get("TagSet", ())}
+
+    def get_bucket_encryption(self) -> ServerSideEncryption | None:
+        """GetBucketEncryption: the first rule's default (``None`` if the bucket has no configuration,
+        or one cse has no name for)."""
+        try:
+            response = self.client.get_bucket_encryption(Bucket=self.bucket)
+        except ClientError as exc:
+            if str(exc.response.get("Error", {}).get("Code", "")) == (
+                "ServerSideEncryptionConfigurationNotFoundError"
+            ):
+                return None
+            self._fail(exc, "get_bucket_encryption", "")
+        except BotoCoreError as exc:
+            self._fail(exc, "get_bucket_encryption", "")
+        rules = response.get("ServerSideEncryptionConfiguration", {}).get("Rules", [])
+        for rule in rules:
+            default = rule.get("ApplyServerSideEncryptionByDefault") or {}
+            found = _response_sse(
+                {
+                    "ServerSideEncryption": default.get("SSEAlgorithm"),
+                    "SSEKMSKeyId": default.get("KMSMasterKeyID"),
+                }
+            )
+            if found is not None:
+                return found
+        return None
+
+    def put_bucket_encryption(self, sse: ServerSideEncryption) -> None:
+        """PutBucketEncryption with one rule: ``sse`` as ``SSEAlgorithm`` (and ``KMSMasterKeyID``)."""
+        self.check_settings(ObjectSettings(sse=sse))
+        default: dict[str, str] = {"SSEAlgorithm": _SSE_VALUES[sse.mode]}
+        if sse.key_id is not None:
+            default["KMSMasterKeyID"] = sse.key_id
+        self._call(
+            "put_bucket_encryption",
+            "",
+            "put_bucket_encryption",
+            ServerSideEncryptionConfiguration={"Rules": [{"ApplyServerSideEncryptionByDefault": default}]},
+        )
+
+    def delete_bucket_encryption(self) -> None:
+        """DeleteBucketEncryption (S3 then encrypts new objects with its own default, SSE-S3)."""
+        self._call("delete_bucket_encryption", "", "delete_bucket_encryption")
 
     def delete(self, key: str) -> None:
         """DeleteObject ``key``, then its instruction file; absent keys are not an error."""
@@ -438,45 +620,72 @@ class S3Store(Store):
         except (ClientError, BotoCoreError) as exc:
             self._fail(exc, "list", prefix)
 
-    def copy(self, src_key: str, dst_key: str, metadata: Mapping[str, str] | None = None) -> ObjectInfo:
+    def copy(
+        self,
+        src_key: str,
+        dst_key: str,
+        metadata: Mapping[str, str] | None = None,
+        settings: ObjectSettings | None = None,
+    ) -> ObjectInfo:
         """CopyObject (MetadataDirective REPLACE with ``metadata``, COPY without); part by part above
         :attr:`max_copy_size`. Without new metadata, an instruction file is copied along; new metadata for
-        an object onto itself whose key material lives in an instruction file rewrites only that file."""
+        an object onto itself whose key material lives in an instruction file rewrites only that file.
+
+        S3 gives a copy the bucket's default encryption and the STANDARD storage class unless told
+        otherwise, and REPLACE drops the content headers, so the source's settings (from a HeadObject of
+        it) are sent again, with those set in ``settings`` in their place. Tags are copied by S3
+        (TaggingDirective COPY) unless ``settings`` has tags (REPLACE); a copy in parts reads them with
+        GetObjectTagging.
+        """
         _check_key(src_key)
         _check_key(dst_key)
+        if settings:
+            self.check_settings(settings)
         src = self._call("copy", src_key, "head_object", Key=src_key)
         size = int(src.get("ContentLength", 0))
         src_metadata = dict(src.get("Metadata", {}))
+        kept = (settings or ObjectSettings()).over(_response_settings(src))
+        shown = _written_settings(kept, {})
         instruction: dict[str, str] = {}
         if metadata is None:
             own = src_metadata
         else:
             own, instruction = self._split(metadata)
-        if metadata is not None and src_key == dst_key and instruction and own == src_metadata:
+        rotation = metadata is not None and src_key == dst_key and instruction and own == src_metadata
+        if rotation and not settings:
             # Key rotation of an object that keeps its key material in an instruction file: the object
             # itself does not change, so only the instruction file is written.
-            info = self._info(dst_key, src, size, own)
+            info = self._info(dst_key, src, size, own, shown)
         elif size > self.max_copy_size:
-            info = self._copy_in_parts(src_key, dst_key, size, own)
+            tags = dict(settings.tags) if settings and settings.tags else self.get_tags(src_key)
+            info = self._copy_in_parts(src_key, dst_key, size, own, ObjectSettings(tags=tags).over(kept))
         else:
             source = {"Bucket": self.bucket, "Key": src_key}
-            directive = (
-                {"MetadataDirective": "COPY"}
-                if metadata is None
-                else {
-                    "MetadataDirective": "REPLACE",
-                    "Metadata": own,
-                }
+            params = _settings_params(kept, tags=False)
+            content = settings is not None and any(
+                value is not None
+                for value in (settings.content_type, settings.content_disposition, settings.cache_control)
             )
-            response = self._call("copy", dst_key, "copy_object", Key=dst_key, CopySource=source, **directive)
-            info = self._info(dst_key, response.get("CopyObjectResult", {}), size, own)
+            if metadata is None and not content:
+                # COPY keeps the content headers (and ignores any sent); SSE and storage class are sent.
+                for name in ("ContentType", "ContentDisposition", "CacheControl"):
+                    params.pop(name, None)
+                params["MetadataDirective"] = "COPY"
+            else:
+                params.update(MetadataDirective="REPLACE", Metadata=own)
+            if settings is not None and settings.tags:
+                params.update(TaggingDirective="REPLACE", Tagging=_tagging(settings.tags))
+            response = self._call("copy", dst_key, "copy_object", Key=dst_key, CopySource=source, **params)
+            info = self._info(dst_key, response.get("CopyObjectResult", {}), size, own, shown)
         if instruction:
-            self._put_instruction_file(dst_key, instruction)
+            self._put_instruction_file(dst_key, instruction, kept.sse)
         elif metadata is None and self.instruction_files and not has_wrapped_key(src_metadata):
-            self._copy_instruction_file(src_key, dst_key)
+            self._copy_instruction_file(src_key, dst_key, kept.sse)
         return info
 
-    def _copy_instruction_file(self, src_key: str, dst_key: str) -> None:
+    def _copy_instruction_file(
+        self, src_key: str, dst_key: str, sse: ServerSideEncryption | None = None
+    ) -> None:
         if src_key == dst_key:
             return
         isrc, idst = self._instruction_key(src_key), self._instruction_key(dst_key)
@@ -488,17 +697,29 @@ class S3Store(Store):
                 Key=idst,
                 CopySource={"Bucket": self.bucket, "Key": isrc},
                 MetadataDirective="COPY",
+                **_sse_params(sse),
             )
         except ObjectNotFoundError:
             return
 
-    def _copy_in_parts(self, src_key: str, dst_key: str, size: int, metadata: dict[str, str]) -> ObjectInfo:
+    def _copy_in_parts(
+        self, src_key: str, dst_key: str, size: int, metadata: dict[str, str], settings: ObjectSettings
+    ) -> ObjectInfo:
         part = max(self.copy_part_size, self.min_part_size, -(-size // self.max_parts))
         # Not create_multipart: the metadata is already split for the destination's layout.
-        created = self._call("copy", dst_key, "create_multipart_upload", Key=dst_key, Metadata=metadata)
+        created = self._call(
+            "copy",
+            dst_key,
+            "create_multipart_upload",
+            Key=dst_key,
+            Metadata=metadata,
+            **_settings_params(settings),
+        )
         upload_id = str(created["UploadId"])
         with self._lock:
-            self._uploads[upload_id] = _Upload(dst_key, dict(metadata), {})
+            self._uploads[upload_id] = _Upload(
+                dst_key, dict(metadata), {}, _written_settings(settings, created)
+            )
         source = {"Bucket": self.bucket, "Key": src_key}
 
         def copy_part(number: int) -> PartInfo:
@@ -529,15 +750,27 @@ class S3Store(Store):
 
     # ------------------------------------------------------------------------------------------ multipart
 
-    def create_multipart(self, key: str, metadata: Mapping[str, str]) -> str:
-        """CreateMultipartUpload with ``metadata`` (an instruction file is written on completion)."""
+    def create_multipart(
+        self, key: str, metadata: Mapping[str, str], settings: ObjectSettings | None = None
+    ) -> str:
+        """CreateMultipartUpload with ``metadata`` and ``settings`` (as :meth:`put` sends them; S3's parts
+        need nothing more for SSE-S3 or SSE-KMS). An instruction file is written on completion."""
         _check_key(key)
+        if settings:
+            self.check_settings(settings)
         full = _ascii_metadata(metadata)
         own, instruction = self._split(full)
-        response = self._call("create_multipart", key, "create_multipart_upload", Key=key, Metadata=own)
+        response = self._call(
+            "create_multipart",
+            key,
+            "create_multipart_upload",
+            Key=key,
+            Metadata=own,
+            **_settings_params(settings),
+        )
         upload_id = str(response["UploadId"])
         with self._lock:
-            self._uploads[upload_id] = _Upload(key, full, instruction)
+            self._uploads[upload_id] = _Upload(key, full, instruction, _written_settings(settings, response))
         return upload_id
 
     def upload_part(
@@ -589,11 +822,13 @@ class S3Store(Store):
         with self._lock:
             upload = self._uploads.pop(upload_id, None)
         metadata: dict[str, str] = {}
+        settings = ObjectSettings()
         if upload is not None:
             metadata = dict(upload.metadata)
+            settings = upload.settings
             if upload.instruction:
-                self._put_instruction_file(key, upload.instruction)
-        return self._info(key, response, size, metadata)
+                self._put_instruction_file(key, upload.instruction, settings.sse)
+        return self._info(key, response, size, metadata, settings)
 
     def _completed_already(self, key: str, ordered: Sequence[PartInfo], size: int) -> dict[str, Any] | None:
         """HeadObject's answer if ``key`` is the object these parts make (same size, ETag of these parts)."""

@@ -4,6 +4,14 @@ It serves path-style URLs (``http://HOST:PORT/bucket/key``), verifies OSS V1 (``
 (``OSS4-HMAC-SHA256``) signatures as the official SDKs compute them, and implements the object, listing and
 multipart operations the SDKs and cse use, with OSS error XML, ETags, ``x-oss-hash-crc64ecma`` and
 request ids.
+
+Objects keep server-side encryption (``x-oss-server-side-encryption`` AES256/KMS/SM4, ``-key-id``; KMS
+without a key id reports :attr:`OssEmulator.default_kms_key_id`), the bucket default of
+``?encryption``, ``x-oss-storage-class``, content headers and tags (``x-oss-tagging``,
+``x-oss-tagging-directive``, ``?tagging``, ``x-oss-tagging-count``). A copy keeps the source's encryption
+and storage class unless the request names others. Invalid values get OSS's answers: 400
+``InvalidEncryptionAlgorithmError`` for an unknown algorithm, 400 ``InvalidArgument`` for a key id without
+KMS or an unknown storage class. Archive classes are only labels: their objects read without a restore.
 """
 
 from __future__ import annotations
@@ -17,6 +25,7 @@ import secrets
 import sys
 import threading
 import time
+import uuid
 import xml.etree.ElementTree as ET
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
@@ -67,6 +76,18 @@ _CSE_LIST_PARTS = (
     ("part-size", "ClientEncryptionPartSize"),
 )
 _OWNER_ID = "1234567890123456"
+_SSE = "x-oss-server-side-encryption"
+_SSE_KEY_ID = "x-oss-server-side-encryption-key-id"
+_STORAGE_CLASS = "x-oss-storage-class"
+#: The server-side encryption algorithms OSS has (x-oss-server-side-encryption, SSEAlgorithm).
+_SSE_ALGORITHMS = ("AES256", "KMS", "SM4")
+#: OSS's storage classes, by their lower-cased names.
+_STORAGE_CLASSES = {c.lower(): c for c in ("Standard", "IA", "Archive", "ColdArchive", "DeepColdArchive")}
+_BAD_ALGORITHM = "The Encryption request you specified is not valid. Supported value: AES256/KMS/SM4"
+_KEY_ID_WITHOUT_KMS = (
+    "x-oss-server-side-encryption-key-id is only valid with x-oss-server-side-encryption: KMS"
+)
+_MAX_TAGS, _MAX_TAG_KEY, _MAX_TAG_VALUE = 10, 128, 256
 
 
 class OssError(Exception):
@@ -92,6 +113,7 @@ class _Object:
     meta: dict[str, str]
     headers: dict[str, str]
     kind: str = "Normal"
+    tags: dict[str, str] = field(default_factory=dict)
 
     def slices(self, start: int, end: int) -> Iterable[memoryview]:
         """Yield the bytes ``[start, end)`` of the object as views of its segments, at most CHUNK each."""
@@ -127,6 +149,7 @@ class _Upload:
     meta: dict[str, str]
     headers: dict[str, str]
     parts: dict[int, _Part] = field(default_factory=dict)
+    tags: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -135,6 +158,8 @@ class _Bucket:
     created: float
     objects: dict[str, _Object] = field(default_factory=dict)
     uploads: dict[str, _Upload] = field(default_factory=dict)
+    #: The default server-side encryption (SSEAlgorithm, KMSMasterKeyID or None), from PutBucketEncryption.
+    encryption: tuple[str, str | None] | None = None
 
 
 def _iso(ts: float) -> str:
@@ -179,6 +204,33 @@ def _flip(stream: Iterable[memoryview], offset: int, xor: int) -> Iterable[memor
 def _check_xor(xor: int) -> None:
     if not 1 <= xor <= 0xFF:
         raise ValueError(f"xor must be between 1 and 255, not {xor}")
+
+
+def _parse_tagging(raw: str) -> dict[str, str]:
+    """The tags of an ``x-oss-tagging`` header (``k=v&k2=v2``, URL-encoded), checked as OSS does."""
+    tags: dict[str, str] = {}
+    for pair in raw.split("&") if raw else []:
+        name, _, value = pair.partition("=")
+        tags[unquote(name)] = unquote(value)
+    _check_tags(tags)
+    return tags
+
+
+def _check_tags(tags: dict[str, str]) -> None:
+    if len(tags) > _MAX_TAGS:
+        raise OssError(400, "InvalidArgument", f"Object tags cannot be greater than {_MAX_TAGS}.")
+    for name, value in tags.items():
+        if not name or len(name) > _MAX_TAG_KEY or len(value) > _MAX_TAG_VALUE:
+            raise OssError(
+                400,
+                "InvalidArgument",
+                f"A tag key has 1 to {_MAX_TAG_KEY} characters and a value at most {_MAX_TAG_VALUE}.",
+            )
+
+
+def _sse_only(headers: dict[str, str]) -> dict[str, str]:
+    """The server-side encryption headers among an object's stored headers (to echo in answers)."""
+    return {k: v for k, v in headers.items() if k in (_SSE, _SSE_KEY_ID)}
 
 
 def _v4_encode(text: str, keep_slash: bool) -> str:
@@ -549,6 +601,8 @@ class _Handler(BaseHTTPRequestHandler):
                 return self._list_uploads(bucket)
             if method == "GET" and "acl" in q:
                 return self._send_acl()
+            if "encryption" in q and method in ("PUT", "GET", "DELETE"):
+                return self._bucket_encryption(bucket)
             if method == "GET" and "location" in q:
                 root = ET.Element("LocationConstraint")
                 root.text = "oss-cn-hangzhou"
@@ -572,6 +626,8 @@ class _Handler(BaseHTTPRequestHandler):
                 if "x-oss-copy-source" in self.headers:
                     return self._upload_part_copy(bucket)
                 return self._upload_part(bucket)
+            if "tagging" in q:
+                return self._put_tagging(bucket)
             if set(q) & _SUBRESOURCES:
                 raise OssError(
                     501, "NotImplemented", "This object operation is not supported by the emulator."
@@ -584,6 +640,8 @@ class _Handler(BaseHTTPRequestHandler):
                 return self._list_parts(bucket)
             if "objectMeta" in q:
                 return self._head_object(bucket, meta_only=True)
+            if "tagging" in q:
+                return self._get_tagging(bucket)
             if "acl" in q:
                 with self.server.emulator.lock:
                     self._object(bucket)
@@ -594,6 +652,8 @@ class _Handler(BaseHTTPRequestHandler):
         if method == "DELETE":
             if "uploadId" in q:
                 return self._abort(bucket)
+            if "tagging" in q:
+                return self._delete_tagging(bucket)
             return self._delete_object(bucket)
         if method == "POST":
             if "uploads" in q:
@@ -660,7 +720,136 @@ class _Handler(BaseHTTPRequestHandler):
             emu.buckets.pop(bucket.name, None)
         self._send(204)
 
+    def _bucket_encryption(self, bucket: _Bucket) -> None:
+        """PutBucketEncryption, GetBucketEncryption and DeleteBucketEncryption (``?encryption``)."""
+        emu = self.server.emulator
+        if self.command == "DELETE":
+            with emu.lock:
+                bucket.encryption = None
+            self._send(204)
+            return
+        if self.command == "GET":
+            with emu.lock:
+                rule = bucket.encryption
+            if rule is None:
+                raise OssError(
+                    404,
+                    "NoSuchServerSideEncryptionRule",
+                    "The server side encryption configuration was not found.",
+                    BucketName=bucket.name,
+                )
+            root = ET.Element("ServerSideEncryptionRule")
+            apply = _sub(root, "ApplyServerSideEncryptionByDefault")
+            _sub(apply, "SSEAlgorithm", rule[0])
+            if rule[1] is not None:
+                _sub(apply, "KMSMasterKeyID", rule[1])
+            self._send_xml(root)
+            return
+        body = b"".join(self._body_chunks())
+        try:
+            root = ET.fromstring(body)  # noqa: S314 - the emulator parses its clients' own XML
+        except ET.ParseError:
+            raise OssError(400, "MalformedXML", "The XML you provided was not well-formed.") from None
+        apply_node = root.find("ApplyServerSideEncryptionByDefault")
+        if root.tag != "ServerSideEncryptionRule" or apply_node is None:
+            raise OssError(400, "MalformedXML", "The XML you provided was not well-formed.")
+        algorithm = (apply_node.findtext("SSEAlgorithm") or "").strip()
+        key_id = (apply_node.findtext("KMSMasterKeyID") or "").strip() or None
+        if algorithm not in _SSE_ALGORITHMS:
+            raise OssError(400, "InvalidEncryptionAlgorithmError", _BAD_ALGORITHM)
+        if key_id is not None and algorithm != "KMS":
+            raise OssError(
+                400,
+                "InvalidArgument",
+                "KMSMasterKeyID is not applicable if the default sse algorithm is not KMS",
+            )
+        with emu.lock:
+            bucket.encryption = (algorithm, key_id)
+        self._send(200)
+
     # ------------------------------------------------------------------ objects
+    def _sse_headers(self, bucket: _Bucket, source: _Object | None = None) -> dict[str, str]:
+        """The ``x-oss-server-side-encryption`` (and ``-key-id``) an object written by this request keeps:
+        the request's, else (a copy) the source's, else the bucket default. KMS without a key id gets
+        the emulator's default key id, as OSS uses the account's default KMS key."""
+        algorithm = self.headers.get(_SSE)
+        key_id = (self.headers.get(_SSE_KEY_ID) or "").strip() or None
+        if algorithm is None:
+            if key_id is not None:
+                raise OssError(400, "InvalidArgument", _KEY_ID_WITHOUT_KMS)
+            if source is not None and _SSE in source.headers:
+                return _sse_only(source.headers)
+            with self.server.emulator.lock:
+                default = bucket.encryption
+            if default is None:
+                return {}
+            algorithm, key_id = default
+        algorithm = algorithm.strip()
+        if algorithm not in _SSE_ALGORITHMS:
+            raise OssError(400, "InvalidEncryptionAlgorithmError", _BAD_ALGORITHM)
+        if key_id is not None and algorithm != "KMS":
+            raise OssError(400, "InvalidArgument", _KEY_ID_WITHOUT_KMS)
+        out = {_SSE: algorithm}
+        if algorithm == "KMS":
+            out[_SSE_KEY_ID] = key_id or self.server.emulator.default_kms_key_id
+        return out
+
+    def _storage_class(self, source: _Object | None = None) -> dict[str, str]:
+        """The ``x-oss-storage-class`` an object written by this request keeps (none stored: Standard)."""
+        value = self.headers.get(_STORAGE_CLASS)
+        if value is None:
+            if source is not None and _STORAGE_CLASS in source.headers:
+                return {_STORAGE_CLASS: source.headers[_STORAGE_CLASS]}
+            return {}
+        name = _STORAGE_CLASSES.get(value.strip().lower())
+        if name is None:
+            raise OssError(
+                400,
+                "InvalidArgument",
+                f"The storage class {value!r} is not valid; use Standard, IA, Archive, ColdArchive or "
+                "DeepColdArchive.",
+            )
+        return {_STORAGE_CLASS: name}
+
+    def _settings(self, bucket: _Bucket, stored: dict[str, str], source: _Object | None = None) -> None:
+        """Add the server-side encryption and storage class of the object being written to ``stored``."""
+        for name in (_SSE, _SSE_KEY_ID, _STORAGE_CLASS):
+            stored.pop(name, None)
+        stored.update(self._sse_headers(bucket, source))
+        stored.update(self._storage_class(source))
+
+    def _get_tagging(self, bucket: _Bucket) -> None:
+        with self.server.emulator.lock:
+            tags = dict(self._object(bucket).tags)
+        root = ET.Element("Tagging")
+        tag_set = _sub(root, "TagSet")
+        for name, value in tags.items():
+            node = _sub(tag_set, "Tag")
+            _sub(node, "Key", name)
+            _sub(node, "Value", value)
+        self._send_xml(root)
+
+    def _put_tagging(self, bucket: _Bucket) -> None:
+        body = b"".join(self._body_chunks())
+        try:
+            root = ET.fromstring(body)  # noqa: S314 - the emulator parses its clients' own XML
+        except ET.ParseError:
+            raise OssError(400, "MalformedXML", "The XML you provided was not well-formed.") from None
+        tags = {
+            node.findtext("Key") or "": node.findtext("Value") or "" for node in root.findall("TagSet/Tag")
+        }
+        _check_tags(tags)
+        with self.server.emulator.lock:
+            obj = self._object(bucket)
+            bucket.objects[self.key] = replace(obj, tags=tags)
+        self._send(200)
+
+    def _delete_tagging(self, bucket: _Bucket) -> None:
+        with self.server.emulator.lock:
+            obj = self._object(bucket)
+            bucket.objects[self.key] = replace(obj, tags={})
+        self._send(204)
+
     def _user_headers(self) -> tuple[str, dict[str, str], dict[str, str]]:
         content_type = self.headers.get("Content-Type") or "application/octet-stream"
         meta = {k.lower(): v for k, v in self.headers.items() if k.lower().startswith("x-oss-meta-")}
@@ -679,6 +868,8 @@ class _Handler(BaseHTTPRequestHandler):
         }
         headers.update(obj.headers)
         headers.update(obj.meta)
+        if obj.tags:
+            headers["x-oss-tagging-count"] = str(len(obj.tags))
         return headers
 
     def _check_overwrite(self, bucket: _Bucket) -> None:
@@ -695,8 +886,12 @@ class _Handler(BaseHTTPRequestHandler):
         with self.server.emulator.lock:
             self._check_overwrite(bucket)
         content_type, meta, stored = self._user_headers()
+        self._settings(bucket, stored)
+        tags = _parse_tagging(self.headers.get("x-oss-tagging") or "")
         data, digest, crc = self._read_body()
-        obj = _Object((data,), len(data), digest.hex().upper(), crc, content_type, time.time(), meta, stored)
+        obj = _Object(
+            (data,), len(data), digest.hex().upper(), crc, content_type, time.time(), meta, stored, tags=tags
+        )
         with self.server.emulator.lock:
             self._check_overwrite(bucket)
             self._bucket().objects[self.key] = obj
@@ -706,6 +901,7 @@ class _Handler(BaseHTTPRequestHandler):
                 "ETag": f'"{obj.etag}"',
                 "x-oss-hash-crc64ecma": str(crc),
                 "Content-MD5": base64.b64encode(digest).decode(),
+                **_sse_only(stored),
             },
         )
 
@@ -744,13 +940,23 @@ class _Handler(BaseHTTPRequestHandler):
         directive = (self.headers.get("x-oss-metadata-directive") or "COPY").upper()
         if directive not in ("COPY", "REPLACE"):
             raise OssError(400, "InvalidArgument", "x-oss-metadata-directive must be COPY or REPLACE.")
+        tagging = (self.headers.get("x-oss-tagging-directive") or "Copy").upper()
+        if tagging not in ("COPY", "REPLACE"):
+            raise OssError(400, "InvalidArgument", "x-oss-tagging-directive must be Copy or Replace.")
         self._drain()
         if directive == "REPLACE":
             content_type, meta, stored = self._user_headers()
         else:
             content_type, meta, stored = src.content_type, dict(src.meta), dict(src.headers)
+        # Server-side encryption and storage class are the source's unless the request names others,
+        # whatever the metadata directive.
+        self._settings(bucket, stored, src)
+        if tagging == "REPLACE":
+            tags = _parse_tagging(self.headers.get("x-oss-tagging") or "")
+        else:
+            tags = dict(src.tags)
         obj = _Object(
-            src.segments, src.size, src.etag, src.crc, content_type, time.time(), meta, stored, src.kind
+            src.segments, src.size, src.etag, src.crc, content_type, time.time(), meta, stored, src.kind, tags
         )
         with self.server.emulator.lock:
             self._check_overwrite(bucket)
@@ -758,7 +964,9 @@ class _Handler(BaseHTTPRequestHandler):
         root = ET.Element("CopyObjectResult")
         _sub(root, "ETag", f'"{obj.etag}"')
         _sub(root, "LastModified", _iso(obj.last_modified))
-        self._send_xml(root, {"ETag": f'"{obj.etag}"', "x-oss-hash-crc64ecma": str(obj.crc)})
+        self._send_xml(
+            root, {"ETag": f'"{obj.etag}"', "x-oss-hash-crc64ecma": str(obj.crc), **_sse_only(stored)}
+        )
 
     def _parse_range(self, size: int) -> tuple[int, int] | None:
         """Return the ``[start, end)`` byte range to send, or None for the whole object."""
@@ -954,7 +1162,7 @@ class _Handler(BaseHTTPRequestHandler):
             _sub(node, "ETag", f'"{obj.etag}"')
             _sub(node, "Type", obj.kind)
             _sub(node, "Size", str(obj.size))
-            _sub(node, "StorageClass", "Standard")
+            _sub(node, "StorageClass", obj.headers.get(_STORAGE_CLASS, "Standard"))
             if owner:
                 owner_node = _sub(node, "Owner")
                 _sub(owner_node, "ID", _OWNER_ID)
@@ -979,11 +1187,13 @@ class _Handler(BaseHTTPRequestHandler):
     def _initiate(self, bucket: _Bucket) -> None:
         self._drain()
         content_type, meta, stored = self._user_headers()
+        self._settings(bucket, stored)
+        tags = _parse_tagging(self.headers.get("x-oss-tagging") or "")
         emu = self.server.emulator
         with emu.lock:
             emu.upload_counter += 1  # ids sort in initiation order, as ListMultipartUploads pages by them
             upload_id = f"{emu.upload_counter:012X}{secrets.token_hex(10).upper()}"
-        upload = _Upload(self.key, upload_id, time.time(), content_type, meta, stored)
+        upload = _Upload(self.key, upload_id, time.time(), content_type, meta, stored, tags=tags)
         with self.server.emulator.lock:
             self._bucket().uploads[upload.upload_id] = upload
         url = self.query.get("encoding-type") == "url"
@@ -993,7 +1203,7 @@ class _Handler(BaseHTTPRequestHandler):
         _sub(root, "UploadId", upload.upload_id)
         if url:
             _sub(root, "EncodingType", "url")
-        self._send_xml(root)
+        self._send_xml(root, _sse_only(stored))
 
     def _upload_part(self, bucket: _Bucket) -> None:
         raw = self.query.get("partNumber", "")
@@ -1008,7 +1218,8 @@ class _Handler(BaseHTTPRequestHandler):
         with self.server.emulator.lock:
             upload = self._upload(self._bucket())
             upload.parts[int(raw)] = _Part(data, digest, crc, time.time(), headers)
-        self._send(200, {"ETag": f'"{digest.hex().upper()}"', "x-oss-hash-crc64ecma": str(crc)})
+        answer = {"ETag": f'"{digest.hex().upper()}"', "x-oss-hash-crc64ecma": str(crc)}
+        self._send(200, {**answer, **_sse_only(upload.headers)})
 
     def _copy_range(self, size: int) -> tuple[int, int]:
         """Return the ``[start, end)`` bytes of ``x-oss-copy-source-range`` (``bytes=first-last``).
@@ -1100,6 +1311,7 @@ class _Handler(BaseHTTPRequestHandler):
                 upload.meta,
                 upload.headers,
                 "Multipart",
+                dict(upload.tags),
             )
             self._bucket().objects[self.key] = obj
             del self._bucket().uploads[upload.upload_id]
@@ -1295,6 +1507,8 @@ class OssEmulator:
         self.buckets: dict[str, _Bucket] = {}
         self.request_log: list[RequestRecord] = []
         self.upload_counter = 0
+        #: The key id reported for SSE-KMS without one (OSS's default KMS key of the account).
+        self.default_kms_key_id = str(uuid.uuid4())
         self.get_faults: dict[tuple[str, str], tuple[int, int]] = {}
         """Pending :meth:`corrupt_next_get` faults: (bucket, key) -> (offset, xor)."""
         self._server: _Server | None = None
