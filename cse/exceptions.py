@@ -37,6 +37,8 @@ Messages never contain key material or plaintext.
 
 from __future__ import annotations
 
+from typing import Any
+
 __all__ = [
     "AuthenticatedSizeLimitError",
     "ConfigurationError",
@@ -115,14 +117,22 @@ class KmsError(KeyProviderError):
 
     def with_note(self, note: str) -> KmsError:
         """A copy of this error (same class and attributes) whose message ends with ``note``."""
-        import copy
+        return _restore_kms_error(type(self), (f"{self} {note}",), dict(self.__dict__))
 
-        amended = copy.copy(self)
-        amended.args = (f"{self} {note}",)
-        return amended
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Subclasses take keyword-only arguments, which the default reduce (cls(*args)) would lose:
+        # rebuild from the arguments and the attributes, so the errors copy and pickle (process pools).
+        return (_restore_kms_error, (type(self), self.args, dict(self.__dict__)))
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({str(self)!r}, code={self.code!r}, service_code={self.service_code!r})"
+
+
+def _restore_kms_error(cls: type[KmsError], args: tuple[Any, ...], state: dict[str, Any]) -> KmsError:
+    error = cls.__new__(cls)
+    error.args = args
+    error.__dict__.update(state)
+    return error
 
 
 class KmsKeyDisabledError(KmsError):
