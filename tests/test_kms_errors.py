@@ -414,3 +414,19 @@ def test_cli_shows_the_kms_advice(aws_front: FaultProxy, aws_arn: str, tmp_path:
     assert len(lines) == 1, result.output
     assert "DisabledException" in lines[0] and "the key is disabled: enable it" in lines[0]
     assert "some plaintext" not in result.output
+
+
+def test_kms_errors_copy_and_pickle_with_their_attributes() -> None:
+    """Process pools (the Dask engine) pickle errors: the subclasses' keyword-only attributes survive."""
+    import copy
+    import pickle
+
+    denied = KmsAccessDeniedError("denied", action="kms:Decrypt", service_code="AccessDeniedException")
+    region = KmsWrongRegionError("elsewhere", key_region="eu-west-1", client_region="us-east-1")
+    for err in (denied, region, KmsThrottledError("slow", service_code="Throttling")):
+        for back in (pickle.loads(pickle.dumps(err)), copy.copy(err)):
+            assert type(back) is type(err) and str(back) == str(err) and vars(back) == vars(err)
+    noted = denied.with_note("[1 attempt(s)]")
+    assert type(noted) is KmsAccessDeniedError and noted.action == "kms:Decrypt"
+    assert str(noted) == "denied [1 attempt(s)]" and str(denied) == "denied"
+    assert KmsError("plain").code == "kms-error" and KmsError("plain").service_code is None

@@ -32,13 +32,21 @@ Errors
     which KMS answers for a blob that is not base64; ``Forbidden.KeyNotFound``, which KMS answers for a
     blob whose key reference does not resolve: a damaged blob, or a deleted key), and a blob that is not
     ASCII text or a ``Plaintext`` that is not base64 of a secret of the requested length, raise the opaque
-    :class:`~cse.exceptions.DecryptionError`. Every other refusal (disabled key, unknown key or alias when
-    wrapping, permissions, bad credentials or signature, throttling after the retries) and every network
-    failure (cannot connect, connect or read timeout) raise :class:`~cse.exceptions.KmsError` naming the
-    operation, the key, the region and the endpoint, raised ``from`` the SDK's error (``from None`` on
-    the rare occasion where that error's text would show a secret or the passphrase). Messages never hold
-    key material: the SDK's texts are scrubbed of request query strings and of the "string to sign" some
-    gateways echo.
+    :class:`~cse.exceptions.DecryptionError`. Every other refusal and every network failure (cannot
+    connect, connect or read timeout) raise a :class:`~cse.exceptions.KmsError` naming the operation, the
+    key, the region, the endpoint and the attempts, saying what to do, with the stable ``code`` and KMS's
+    own ``service_code``, raised ``from`` the SDK's error (``from None`` on the rare occasion where that
+    error's text would show a secret or the passphrase): ``Rejected.Disabled`` is a
+    :class:`~cse.exceptions.KmsKeyDisabledError`, ``Rejected.PendingDeletion`` a
+    :class:`~cse.exceptions.KmsKeyPendingDeletionError`, ``Forbidden.KeyNotFound`` and
+    ``Forbidden.AliasNotFound`` a :class:`~cse.exceptions.KmsKeyNotFoundError` (or, for a key ARN of
+    another region than the provider's, a :class:`~cse.exceptions.KmsWrongRegionError` naming both),
+    ``Forbidden.NoPermission`` and ``Forbidden.RAM`` a :class:`~cse.exceptions.KmsAccessDeniedError` whose
+    ``action`` is the missing ``kms:GenerateDataKey``, ``kms:Encrypt`` or ``kms:Decrypt``,
+    ``UnsupportedOperation`` a :class:`~cse.exceptions.KmsInvalidKeyUsageError`, and ``Throttling``,
+    ``Throttling.User`` and ``Throttling.Api`` after the retries a
+    :class:`~cse.exceptions.KmsThrottledError`. Messages never hold key material: the SDK's texts are
+    scrubbed of request query strings and of the "string to sign" some gateways echo.
 
 Clients
     An injected ``aliyunsdkcore.client.AcsClient`` (``client=``) is used as is, with its own retries.

@@ -49,12 +49,30 @@ Errors
     ``Decrypt`` ``AccessDeniedException`` that is not a policy denial: KMS answers "The ciphertext refers to
     a customer master key that does not exist, does not exist in this region, or you are not allowed to
     access" for a blob whose key it cannot resolve (a damaged key reference, a key of another region or
-    account; moto's server sends this, and a key mismatch, with no message at all). An
-    ``AccessDeniedException`` whose message says the caller "is not authorized to perform" the action (an
-    IAM or key policy denial), and every other refusal (not found, disabled, pending deletion, throttled
-    after the retries, bad credentials), and every network failure (cannot connect, connect or read
-    timeout) raise :class:`~cse.exceptions.KmsError` naming the operation, the key, the region (and for
-    network failures the endpoint), raised ``from`` the botocore error. No message holds key material.
+    account; moto's server sends this, and a key mismatch, with no message at all).
+
+    Every other refusal, and every network failure (cannot connect, connect or read timeout), raises a
+    :class:`~cse.exceptions.KmsError` naming the operation, the key, the region, the endpoint and the
+    attempts, saying what to do, with the stable ``code`` and KMS's own ``service_code``, raised ``from``
+    the botocore error:
+
+    - ``DisabledException``: :class:`~cse.exceptions.KmsKeyDisabledError` (enable the key);
+    - ``KMSInvalidStateException`` saying "pending deletion":
+      :class:`~cse.exceptions.KmsKeyPendingDeletionError` (cancel the deletion); in another state a
+      ``KmsError`` with code ``invalid-key-state``;
+    - ``NotFoundException``: :class:`~cse.exceptions.KmsKeyNotFoundError` (check the id, alias and region),
+      or :class:`~cse.exceptions.KmsWrongRegionError` naming both regions when the key (or, on unwrap, the
+      key the object records) is an ARN of another region than the client's;
+    - ``AccessDeniedException`` saying the caller "is not authorized to perform" the action (an IAM or key
+      policy denial): :class:`~cse.exceptions.KmsAccessDeniedError`, whose ``action`` is the missing
+      ``kms:GenerateDataKey``, ``kms:Encrypt`` or ``kms:Decrypt``;
+    - ``InvalidKeyUsageException``: :class:`~cse.exceptions.KmsInvalidKeyUsageError` (the key cannot
+      encrypt: a SIGN_VERIFY, MAC or asymmetric key);
+    - ``ThrottlingException`` and ``LimitExceededException``, once the retries are used:
+      :class:`~cse.exceptions.KmsThrottledError`;
+    - bad credentials: code ``credentials``; network failures and KMS-side failures: ``unavailable``.
+
+    No message holds key material, plaintext or credentials.
 
 Clients
     An injected boto3 KMS client (``client=boto3.client("kms", ...)``) is used as is, with its own retries.
