@@ -234,6 +234,30 @@ def test_aws_key_in_another_region(moto_endpoint: str) -> None:
     _assert_clean(err, data_key.plaintext)
 
 
+def test_aws_discovery_of_a_key_in_another_region(moto_endpoint: str) -> None:
+    """A discovery reader of us-east-1 and an object whose key is in eu-west-1: moto answers Decrypt with
+    AccessDeniedException (the blob's key does not exist in this region); the object records the key ARN,
+    so the error names both regions instead of the opaque DecryptionError."""
+    import boto3
+
+    west = boto3.client("kms", endpoint_url=moto_endpoint, region_name="eu-west-1")
+    arn = west.create_key()["KeyMetadata"]["Arn"]
+    data_key = cse_aws_kms.AwsKmsProvider(arn, endpoint_url=moto_endpoint).generate_data_key(_v3())
+    reader = cse_aws_kms.AwsKmsProvider(
+        discovery=True, discovery_accounts=[ACCOUNT], region=AWS_REGION, endpoint_url=moto_endpoint
+    )
+    with pytest.raises(KmsWrongRegionError) as info:
+        reader.unwrap(data_key.ciphertext, _v3(key_id=arn))
+    err = info.value
+    assert err.service_code == "AccessDeniedException"
+    assert err.key_region == "eu-west-1" and err.client_region == AWS_REGION
+    _assert_clean(err, data_key.plaintext)
+    # Without a recorded ARN nothing says where the key is: the one opaque error, as before.
+    with pytest.raises(DecryptionError) as opaque:
+        reader.unwrap(data_key.ciphertext, _v3())
+    assert type(opaque.value) is DecryptionError and str(opaque.value) == AUTHENTICATION_FAILED
+
+
 # -- Alibaba Cloud: the project's KMS emulator, behind the fault front -----------------------------------
 
 ALIYUN = KeyRequest(wrap_algorithm="KMS/ALICLOUD", content_algorithm="AES/CTR/NoPadding")
@@ -273,6 +297,33 @@ def test_aliyun_key_disabled(aliyun_kms: Any, aliyun_env: None) -> None:
     assert "enable it" in str(err) and key in str(err) and "HTTP 409" in str(err)
     assert "1 attempt(s)" in str(err)
     _assert_clean(err)
+
+
+def test_the_kms_log_records_the_codes(
+    aws_front: FaultProxy, aws_arn: str, aliyun_front: FaultProxy, aliyun_kms_key: str, caplog: Any
+) -> None:
+    """The DEBUG record of a failed request on ``cse.kms`` carries the stable code and the cloud's code."""
+    import logging
+
+    caplog.set_level(logging.DEBUG, logger="cse")
+    aws_front.answer(400, "DisabledException", f"{aws_arn} is disabled.")
+    aliyun_front.answer(
+        409, "Rejected.Disabled", "The request was rejected because the key state is Disabled."
+    )
+    with pytest.raises(KmsKeyDisabledError):
+        _aws(aws_arn, aws_front.endpoint).wrap(SECRET, _v3())
+    with pytest.raises(KmsKeyDisabledError):
+        _aliyun(aliyun_kms_key, aliyun_front.endpoint).wrap(SECRET, ALIYUN)
+    records = [
+        r.cse for r in caplog.records if r.name == "cse.kms" and isinstance(getattr(r, "cse", None), dict)
+    ]
+    assert [(r["provider"], r["error_code"], r["service_code"], r["outcome"]) for r in records] == [
+        ("aws-kms", "key-disabled", "DisabledException", "KmsKeyDisabledError"),
+        ("aliyun-kms", "key-disabled", "Rejected.Disabled", "KmsKeyDisabledError"),
+    ]
+    for record in caplog.records:
+        for spelling in _spellings(SECRET):
+            assert spelling not in record.getMessage() and spelling not in str(getattr(record, "cse", ""))
 
 
 def test_aliyun_key_pending_deletion(aliyun_front: FaultProxy, aliyun_kms_key: str) -> None:

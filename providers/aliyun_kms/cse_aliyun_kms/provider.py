@@ -559,6 +559,7 @@ class AliyunKmsProvider(KeyProvider):
                 fields["attempts"] = tally.count
                 mapped = self._map_error(exc, operation, isinstance(exc, ServerException))
                 if isinstance(mapped, KmsError):
+                    fields["error_code"], fields["service_code"] = mapped.code, mapped.service_code
                     mapped = mapped.with_note(f"[{tally.describe(policy)}]")
                 text = str(exc)
                 if any(

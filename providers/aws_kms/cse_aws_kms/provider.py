@@ -62,7 +62,9 @@ Errors
       ``KmsError`` with code ``invalid-key-state``;
     - ``NotFoundException``: :class:`~cse.exceptions.KmsKeyNotFoundError` (check the id, alias and region),
       or :class:`~cse.exceptions.KmsWrongRegionError` naming both regions when the key (or, on unwrap, the
-      key the object records) is an ARN of another region than the client's;
+      key the object records) is an ARN of another region than the client's; so is a ``Decrypt``
+      ``AccessDeniedException`` of a blob KMS cannot resolve when the object records a key ARN of another
+      region (as in discovery mode);
     - ``AccessDeniedException`` saying the caller "is not authorized to perform" the action (an IAM or key
       policy denial): :class:`~cse.exceptions.KmsAccessDeniedError`, whose ``action`` is the missing
       ``kms:GenerateDataKey``, ``kms:Encrypt`` or ``kms:Decrypt``;
@@ -621,6 +623,7 @@ class AwsKmsProvider(KeyProvider):
                 if mapped is None:
                     raise
                 if isinstance(mapped, KmsError):
+                    fields["error_code"], fields["service_code"] = mapped.code, mapped.service_code
                     endpoint = (
                         getattr(getattr(client, "meta", None), "endpoint_url", None) or "(unknown endpoint)"
                     )
@@ -654,13 +657,18 @@ class AwsKmsProvider(KeyProvider):
             error = exc.response.get("Error", {}) if isinstance(exc.response, Mapping) else {}
             code = str(error.get("Code", "") or "")
             message = str(error.get("Message", "") or "").strip()
+            detail = f"{code}: {message}" if message else code or str(exc)
+            failed = f"AWS KMS {where} failed: {detail}"
             if operation == "Decrypt":
                 if code in _AUTHENTICATION_CODES:
                     return DecryptionError()
                 if code == "AccessDeniedException" and _POLICY_DENIAL_MESSAGE not in message.lower():
+                    # KMS cannot resolve the blob's key. When the object records a key ARN of another
+                    # region (discovery reads whatever key the blob names), say so; else it is opaque.
+                    key_region = _arn_region(recorded_key)
+                    if key_region is not None and region not in ("unknown", key_region):
+                        return _wrong_region(failed, key_region, region, code)
                     return DecryptionError()
-            detail = f"{code}: {message}" if message else code or str(exc)
-            failed = f"AWS KMS {where} failed: {detail}"
             status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
             unavailable = isinstance(status, int) and status >= 500
             return _classify(code, message, failed, operation, key_label, region, recorded_key, unavailable)
@@ -914,6 +922,17 @@ def _arn_region(key: str | None) -> str | None:
     return parsed.region if parsed is not None and parsed.is_arn else None
 
 
+def _wrong_region(failed: str, key_region: str, region: str, code: str) -> KmsWrongRegionError:
+    return KmsWrongRegionError(
+        f"{failed} (the key is in region {key_region}, but the KMS client calls region {region}: a key "
+        f"exists in its own region only; use a client of region {key_region} (region= in the key URI), or "
+        f"a multi-Region replica of the key in region {region})",
+        key_region=key_region,
+        client_region=region,
+        service_code=code,
+    )
+
+
 def _classify(
     code: str,
     message: str,
@@ -931,14 +950,7 @@ def _classify(
     if code == "NotFoundException":
         key_region = _arn_region(key) or _arn_region(recorded_key)
         if key_region is not None and region not in ("unknown", key_region):
-            return KmsWrongRegionError(
-                f"{failed} (the key is in region {key_region}, but the KMS client calls region {region}: a "
-                f"key exists in its own region only; use a client of region {key_region} (region= in the "
-                f"key URI), or a multi-Region replica of the key in region {region})",
-                key_region=key_region,
-                client_region=region,
-                service_code=code,
-            )
+            return _wrong_region(failed, key_region, region, code)
         return KmsKeyNotFoundError(
             f"{failed} (check the key id or alias and the region: the key or alias {key} must exist in "
             f"region {region} of the caller's account)",
