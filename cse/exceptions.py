@@ -10,7 +10,14 @@ callers never need to import boto3, oss2 or botocore to handle a failure::
     │   └── MissingExtraError         the plugin exists but its distribution is not installed
     ├── KeyProviderError              a key provider could not do its job
     │   ├── KeyMaterialError          a key file is missing, unreadable, malformed or locked
-    │   └── KmsError                  the key service refused or failed a request
+    │   └── KmsError                  the key service refused or failed a request; .code, .service_code
+    │       ├── KmsKeyDisabledError       the key is disabled: enable it
+    │       ├── KmsKeyPendingDeletionError  the key is scheduled for deletion: cancel it
+    │       ├── KmsKeyNotFoundError       no such key or alias: check the id, alias and region
+    │       ├── KmsAccessDeniedError      the caller may not use the key; .action names the permission
+    │       ├── KmsInvalidKeyUsageError   the key cannot encrypt (a signing or asymmetric key)
+    │       ├── KmsThrottledError         still throttled after the retries
+    │       └── KmsWrongRegionError       the key is in another region than the client; names both
     ├── StoreError                    a store operation failed
     │   ├── ObjectNotFoundError       no such object (also a FileNotFoundError)
     │   ├── InvalidRangeError         the byte range is not satisfiable
@@ -30,6 +37,8 @@ Messages never contain key material or plaintext.
 
 from __future__ import annotations
 
+from typing import Any
+
 __all__ = [
     "AuthenticatedSizeLimitError",
     "ConfigurationError",
@@ -40,7 +49,14 @@ __all__ = [
     "InvalidRangeError",
     "KeyMaterialError",
     "KeyProviderError",
+    "KmsAccessDeniedError",
     "KmsError",
+    "KmsInvalidKeyUsageError",
+    "KmsKeyDisabledError",
+    "KmsKeyNotFoundError",
+    "KmsKeyPendingDeletionError",
+    "KmsThrottledError",
+    "KmsWrongRegionError",
     "MetadataError",
     "MissingExtraError",
     "MultipartError",
@@ -82,7 +98,107 @@ class KeyMaterialError(KeyProviderError):
 
 
 class KmsError(KeyProviderError):
-    """A key management service refused or failed a request (after retries)."""
+    """A key management service refused or failed a request (after retries).
+
+    ``code`` is a stable, cloud-independent name of the failure, for programs to branch on (the subclasses
+    below each have their own; see ``docs/errors.md`` for the list). ``service_code`` is the cloud's own
+    error code (``DisabledException``, ``Forbidden.KeyNotFound`` ...), or ``None`` when the service did not
+    answer (a network failure) or the failure was found by cse.
+    """
+
+    #: The stable code of errors of this class, unless one is given.
+    default_code: str = "kms-error"
+
+    def __init__(self, message: str, *, code: str | None = None, service_code: str | None = None) -> None:
+        """``message`` says what happened and what to do; it must hold no key material."""
+        super().__init__(message)
+        self.code: str = code or self.default_code
+        self.service_code: str | None = service_code
+
+    def with_note(self, note: str) -> KmsError:
+        """A copy of this error (same class and attributes) whose message ends with ``note``."""
+        return _restore_kms_error(type(self), (f"{self} {note}",), dict(self.__dict__))
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Subclasses take keyword-only arguments, which the default reduce (cls(*args)) would lose:
+        # rebuild from the arguments and the attributes, so the errors copy and pickle (process pools).
+        return (_restore_kms_error, (type(self), self.args, dict(self.__dict__)))
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({str(self)!r}, code={self.code!r}, service_code={self.service_code!r})"
+
+
+def _restore_kms_error(cls: type[KmsError], args: tuple[Any, ...], state: dict[str, Any]) -> KmsError:
+    error = cls.__new__(cls)
+    error.args = args
+    error.__dict__.update(state)
+    return error
+
+
+class KmsKeyDisabledError(KmsError):
+    """The KMS key is disabled. Enable it (or use another key); retrying will not help."""
+
+    default_code = "key-disabled"
+
+
+class KmsKeyPendingDeletionError(KmsError):
+    """The KMS key is scheduled for deletion. Cancel the deletion (and enable the key) to use it again."""
+
+    default_code = "key-pending-deletion"
+
+
+class KmsKeyNotFoundError(KmsError):
+    """No such KMS key or alias, as far as the client's region and account can see: check the key id, the
+    alias and the region."""
+
+    default_code = "key-not-found"
+
+
+class KmsAccessDeniedError(KmsError):
+    """The caller's policies do not allow the KMS operation on the key; ``action`` names the missing
+    permission (``kms:GenerateDataKey``, ``kms:Encrypt``, ``kms:Decrypt``)."""
+
+    default_code = "access-denied"
+
+    def __init__(
+        self, message: str, *, action: str, code: str | None = None, service_code: str | None = None
+    ) -> None:
+        """``action`` is the permission the caller lacks, as the cloud's policies spell it."""
+        super().__init__(message, code=code, service_code=service_code)
+        self.action: str = action
+
+
+class KmsInvalidKeyUsageError(KmsError):
+    """The KMS key cannot encrypt: it is a signing, MAC or asymmetric key, not a symmetric encryption key."""
+
+    default_code = "invalid-key-usage"
+
+
+class KmsThrottledError(KmsError):
+    """KMS kept throttling the requests after cse's bounded retries: slow down or raise the quota."""
+
+    default_code = "throttled"
+
+
+class KmsWrongRegionError(KmsError):
+    """The key belongs to another region than the KMS client's; ``key_region`` and ``client_region`` say
+    which."""
+
+    default_code = "wrong-region"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        key_region: str,
+        client_region: str,
+        code: str | None = None,
+        service_code: str | None = None,
+    ) -> None:
+        """``key_region`` is the region of the key's ARN, ``client_region`` the region the client called."""
+        super().__init__(message, code=code, service_code=service_code)
+        self.key_region: str = key_region
+        self.client_region: str = client_region
 
 
 class StoreError(CseError):

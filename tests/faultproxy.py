@@ -1,7 +1,7 @@
-"""A fault-injecting HTTP/1.1 front on 127.0.0.1, for moto's server and the OSS emulator.
+"""A fault-injecting HTTP/1.1 front on 127.0.0.1, for moto's server and the OSS and Alibaba KMS emulators.
 
-``FaultProxy(upstream, flavor="s3"|"oss")`` listens on a free port and passes each request to the upstream
-server, unless a fault is chosen for it:
+``FaultProxy(upstream, flavor="s3"|"oss"|"aws-kms"|"aliyun-kms")`` listens on a free port and passes each
+request to the upstream server, unless a fault is chosen for it:
 
 ``reset``
     the connection is reset (RST) before anything is answered;
@@ -13,7 +13,14 @@ server, unless a fault is chosen for it:
 ``truncate``
     the upstream answer is sent with its body cut in the middle, then the connection is closed;
 ``drop``
-    the request is forwarded (the server applies it) and the connection is closed without an answer.
+    the request is forwarded (the server applies it) and the connection is closed without an answer;
+``answer`` (``proxy.answer(status, code, message, match=..., times=1)``)
+    an error answer with the cloud's own error body for ``code``, the request not forwarded. For the KMS
+    flavors the body is JSON as the services send it: AWS KMS ``{"__type": CODE, "message": MESSAGE}`` with
+    ``x-amzn-ErrorType`` and ``x-amzn-RequestId``; Alibaba Cloud KMS ``{"RequestId", "HostId", "Code",
+    "Message", "Recommend"}``. (``500``, ``503`` and ``slowdown`` use those bodies too for the KMS flavors.)
+
+:func:`kms_action` tells a rule which KMS operation a request is (``GenerateDataKey``, ``Decrypt`` ...).
 
 Faults are chosen per request by rules (``proxy.inject("503", match=..., times=1)``, the first matching rule
 with times left wins) or, for a soak, at random (``proxy.randomly(rate, seed, kinds)``). ``proxy.stats``
@@ -26,6 +33,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import json
 import random
 import socket
 import struct
@@ -35,7 +43,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from urllib.parse import unquote, urlsplit
 
-__all__ = ["KINDS", "FaultProxy", "Request"]
+__all__ = ["KINDS", "FaultProxy", "Request", "kms_action"]
 
 KINDS = ("reset", "500", "503", "slowdown", "stall", "truncate", "drop")
 
@@ -64,6 +72,28 @@ _ERRORS = {
     },
 }
 
+# The KMS flavors' answers for the generic kinds: (HTTP status, code, message).
+_KMS_ERRORS = {
+    "aws-kms": {
+        "500": (500, "KMSInternalException", "We encountered an internal error. Please try again."),
+        "503": (503, "ServiceUnavailable", "Service is unable to handle request."),
+        "slowdown": (400, "ThrottlingException", "Rate exceeded"),
+    },
+    "aliyun-kms": {
+        "500": (500, "InternalFailure", "Internal Failure."),
+        "503": (503, "ServiceUnavailableTemporary", "Service Unavailable Temporary."),
+        "slowdown": (400, "Throttling.User", "Request was denied due to user flow control."),
+    },
+}
+_REASONS = {
+    400: "Bad Request",
+    403: "Forbidden",
+    404: "Not Found",
+    409: "Conflict",
+    500: "Internal Server Error",
+    503: "Service Unavailable",
+}
+
 
 @dataclass(frozen=True)
 class Request:
@@ -76,11 +106,24 @@ class Request:
     body_length: int
 
 
+def kms_action(request: Request) -> str:
+    """The KMS operation of a request: AWS's ``X-Amz-Target: TrentService.OP``, or Alibaba's ``Action``."""
+    target = request.headers.get("x-amz-target", "")
+    if target:
+        return target.rpartition(".")[2]
+    for name, _, value in (item.partition("=") for item in request.query.split("&")):
+        if name == "Action":
+            return unquote(value)
+    return request.headers.get("x-acs-action", "")
+
+
 @dataclass
 class _Rule:
     kind: str
     match: Callable[[Request], bool]
     times: int
+    #: For ``answer``: (HTTP status, error code, message).
+    error: tuple[int, str, str] | None = None
 
 
 @dataclass
@@ -177,6 +220,19 @@ class FaultProxy:
         with self._lock:
             self._rules.append(_Rule(kind, match, times))
 
+    def answer(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        match: Callable[[Request], bool] = lambda r: True,
+        times: int = 1,
+    ) -> None:
+        """Answer the next ``times`` requests that ``match`` with the error ``code`` (HTTP ``status``) in the
+        flavor's own error body, without forwarding them."""
+        with self._lock:
+            self._rules.append(_Rule("answer", match, times, (status, code, message)))
+
     def randomly(self, rate: float, seed: int, kinds: tuple[str, ...] = KINDS) -> None:
         """Inject a fault of one of ``kinds`` into each request with probability ``rate``."""
         with self._lock:
@@ -199,14 +255,15 @@ class FaultProxy:
             self._rules.clear()
             self._random = None
 
-    def _choose(self, request: Request) -> str | None:
+    def _choose(self, request: Request) -> tuple[str | None, tuple[int, str, str] | None]:
         with self._lock:
             self.stats.requests += 1
             kind: str | None = None
+            error: tuple[int, str, str] | None = None
             for rule in self._rules:
                 if rule.times > 0 and rule.match(request):
                     rule.times -= 1
-                    kind = rule.kind
+                    kind, error = rule.kind, rule.error
                     break
             if kind is None and self._random is not None:
                 rate, rng, kinds = self._random
@@ -215,7 +272,7 @@ class FaultProxy:
             if kind is not None:
                 self.stats.faults[kind] += 1
                 self.stats.log.append((kind, request))
-            return kind
+            return kind, error
 
     # -- serving
 
@@ -266,7 +323,13 @@ class FaultProxy:
         else:
             body = _read_exact(conn, buf, int(headers.get("content-length", "0") or 0))
         path, _, query = target.partition("?")
-        kind = self._choose(Request(method, path, query, headers, len(body)))
+        kind, error = self._choose(Request(method, path, query, headers, len(body)))
+        if kind == "answer" and error is not None:
+            self._answer(conn, *error)
+            return True
+        if kind in ("500", "503", "slowdown") and self.flavor in _KMS_ERRORS:
+            self._answer(conn, *_KMS_ERRORS[self.flavor][kind])
+            return True
         if kind == "reset":
             conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
             return False
@@ -327,6 +390,39 @@ class FaultProxy:
                 f"{id_header}: {request_id}\r\n\r\n"
             ).encode()
             + body
+        )
+
+    def _answer(self, conn: socket.socket, status: int, code: str, message: str) -> None:
+        """An error answer in the flavor's error body (JSON for the KMS flavors, else XML)."""
+        request_id = str(uuid.uuid4())
+        if self.flavor == "aws-kms":
+            body = json.dumps({"__type": code, "message": message}).encode()
+            headers = (
+                f"x-amzn-RequestId: {request_id}\r\nx-amzn-ErrorType: {code}\r\n"
+                "Content-Type: application/x-amz-json-1.1\r\n"
+            )
+        elif self.flavor == "aliyun-kms":
+            request_id = request_id.upper()
+            body = json.dumps(
+                {
+                    "RequestId": request_id,
+                    "HostId": "kms.cn-hangzhou.aliyuncs.com",
+                    "Code": code,
+                    "Message": message,
+                    "Recommend": f"https://api.aliyun.com/troubleshoot?q={code}&product=Kms",
+                }
+            ).encode()
+            headers = f"x-acs-request-id: {request_id}\r\nContent-Type: application/json;charset=utf-8\r\n"
+        else:
+            body = (
+                '<?xml version="1.0" encoding="UTF-8"?>\n'
+                f"<Error><Code>{code}</Code><Message>{message}</Message><RequestId>{request_id}</RequestId>"
+                "</Error>"
+            ).encode()
+            headers = "Content-Type: application/xml\r\n"
+        reason = _REASONS.get(status, "Error")
+        conn.sendall(
+            f"HTTP/1.1 {status} {reason}\r\n{headers}Content-Length: {len(body)}\r\n\r\n".encode() + body
         )
 
     def close(self) -> None:

@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 
 from cse.client import EncryptionClient
 from cse.config import TransferConfig
-from cse.exceptions import CseError
+from cse.exceptions import CseError, KmsError
 from cse.migrate import MigrationSummary, migrate, rewrap_prefix
 
 if TYPE_CHECKING:
@@ -331,7 +331,9 @@ class _Leg:
             EncryptionClient(self.old_key).get((self.oss_store, _SNAPSHOT))
         except CseError as exc:
             code = re.search(r"\b(?:Rejected|Forbidden)\.\w+", str(exc))
-            refused = type(exc).__name__ + (f": {code.group(0)}" if code else "")
+            # The family (KmsError, whatever its subclass) and the cloud code: "KmsError: Rejected.Disabled".
+            family = "KmsError" if isinstance(exc, KmsError) else type(exc).__name__
+            refused = family + (f": {code.group(0)}" if code else "")
         else:
             raise CseError("demo: an object under the disabled old key still opened")
         self.say(

@@ -32,13 +32,21 @@ Errors
     which KMS answers for a blob that is not base64; ``Forbidden.KeyNotFound``, which KMS answers for a
     blob whose key reference does not resolve: a damaged blob, or a deleted key), and a blob that is not
     ASCII text or a ``Plaintext`` that is not base64 of a secret of the requested length, raise the opaque
-    :class:`~cse.exceptions.DecryptionError`. Every other refusal (disabled key, unknown key or alias when
-    wrapping, permissions, bad credentials or signature, throttling after the retries) and every network
-    failure (cannot connect, connect or read timeout) raise :class:`~cse.exceptions.KmsError` naming the
-    operation, the key, the region and the endpoint, raised ``from`` the SDK's error (``from None`` on
-    the rare occasion where that error's text would show a secret or the passphrase). Messages never hold
-    key material: the SDK's texts are scrubbed of request query strings and of the "string to sign" some
-    gateways echo.
+    :class:`~cse.exceptions.DecryptionError`. Every other refusal and every network failure (cannot
+    connect, connect or read timeout) raise a :class:`~cse.exceptions.KmsError` naming the operation, the
+    key, the region, the endpoint and the attempts, saying what to do, with the stable ``code`` and KMS's
+    own ``service_code``, raised ``from`` the SDK's error (``from None`` on the rare occasion where that
+    error's text would show a secret or the passphrase): ``Rejected.Disabled`` is a
+    :class:`~cse.exceptions.KmsKeyDisabledError`, ``Rejected.PendingDeletion`` a
+    :class:`~cse.exceptions.KmsKeyPendingDeletionError`, ``Forbidden.KeyNotFound`` and
+    ``Forbidden.AliasNotFound`` a :class:`~cse.exceptions.KmsKeyNotFoundError` (or, for a key ARN of
+    another region than the provider's, a :class:`~cse.exceptions.KmsWrongRegionError` naming both),
+    ``Forbidden.NoPermission`` and ``Forbidden.RAM`` a :class:`~cse.exceptions.KmsAccessDeniedError` whose
+    ``action`` is the missing ``kms:GenerateDataKey``, ``kms:Encrypt`` or ``kms:Decrypt``,
+    ``UnsupportedOperation`` a :class:`~cse.exceptions.KmsInvalidKeyUsageError`, and ``Throttling``,
+    ``Throttling.User`` and ``Throttling.Api`` after the retries a
+    :class:`~cse.exceptions.KmsThrottledError`. Messages never hold key material: the SDK's texts are
+    scrubbed of request query strings and of the "string to sign" some gateways echo.
 
 Clients
     An injected ``aliyunsdkcore.client.AcsClient`` (``client=``) is used as is, with its own retries.
@@ -93,7 +101,20 @@ from typing import Any, ClassVar
 from urllib.parse import parse_qsl, quote, unquote
 
 from cse.envelope import WrapAlgorithm
-from cse.exceptions import ConfigurationError, CseError, DecryptionError, KeyProviderError, KmsError
+from cse.exceptions import (
+    ConfigurationError,
+    CseError,
+    DecryptionError,
+    KeyProviderError,
+    KmsAccessDeniedError,
+    KmsError,
+    KmsInvalidKeyUsageError,
+    KmsKeyDisabledError,
+    KmsKeyNotFoundError,
+    KmsKeyPendingDeletionError,
+    KmsThrottledError,
+    KmsWrongRegionError,
+)
 from cse.providers import DataKey, KeyProvider, KeyRequest
 from cse.retry import Attempts, RetryPolicy, retry_call
 
@@ -144,14 +165,33 @@ _CREDENTIAL_CODES = frozenset(
         "InvalidTimeStamp.Expired",
     }
 )
-_THROTTLING_CODES = frozenset({"Throttling", "Throttling.User", "Throttling.Api", "ServiceUnavailable"})
+# Error codes. Checked against the KMS API reference (the Decrypt page and the common error codes):
+# Forbidden.KeyNotFound and Forbidden.AliasNotFound (404), Forbidden.NoPermission (403), Rejected.Disabled,
+# Rejected.PendingDeletion, Rejected.PendingImport and Rejected.Unavailable (409), UnsupportedOperation (400),
+# InternalFailure (500), ServiceUnavailableTemporary (503). Not found on a KMS page, and so matched by name
+# (and for throttling also by the "Throttling." prefix): Forbidden.RAM (the RAM denial other Alibaba Cloud
+# products answer), Forbidden.ResourceNotFound, and the gateway's flow control Throttling, Throttling.User
+# and Throttling.Api. That UnsupportedOperation is the answer for a key that cannot encrypt (an asymmetric
+# or signing key) is inferred from its text, "This action is not supported.".
+_THROTTLING_CODES = frozenset({"Throttling", "Throttling.User", "Throttling.Api"})
+_UNAVAILABLE_CODES = frozenset(
+    {
+        "ServiceUnavailable",
+        "ServiceUnavailableTemporary",
+        "SerivceUnavailableTemporary",  # sic: so the KMS common error table spells it
+        "InternalError",
+        "InternalFailure",
+    }
+)
+_NOT_FOUND_CODES = frozenset(
+    {"Forbidden.KeyNotFound", "Forbidden.AliasNotFound", "Forbidden.ResourceNotFound"}
+)
+_ACCESS_DENIED_CODES = frozenset({"Forbidden.NoPermission", "Forbidden.RAM", "NoPermission"})
+_KEY_STATE_CODES = frozenset({"Rejected.PendingImport", "Rejected.Unavailable"})
+#: What KMS answers for an operation the key does not support (Encrypt with an asymmetric or signing key).
+_KEY_USAGE_CODES = frozenset({"UnsupportedOperation", "Rejected.UnsupportedOperation"})
 _HINTS = {
-    "Forbidden.KeyNotFound": "check the key id, and that the key exists in region {region}",
-    "Forbidden.AliasNotFound": "check the alias, and that it exists in region {region}",
-    "Rejected.Disabled": "the key is disabled; enable it or use another key",
-    "Rejected.PendingDeletion": "the key is pending deletion",
-    "Forbidden.RAM": "the RAM policy must allow kms:{operation} on the key",
-    "Forbidden.NoPermission": "the RAM policy must allow kms:{operation} on the key",
+    "Forbidden.DKMSInstanceStateInvalid": "the KMS instance the key belongs to is not running; check it",
 }
 _URI_HELP = (
     "aliyun-kms://REGION/KEY[?endpoint=URL&connect-timeout=SECONDS&read-timeout=SECONDS&max-attempts=N&deadline=S"
@@ -172,7 +212,7 @@ _STRING_TO_SIGN = re.compile(r"string to sign is.*", re.IGNORECASE | re.DOTALL)
 
 
 #: Error codes a retry can help with (besides any HTTP 5xx and the SDK's network failures).
-_RETRYABLE_CODES = _THROTTLING_CODES | {"InternalError", "InternalFailure", "ServiceUnavailableTemporary"}
+_RETRYABLE_CODES = _THROTTLING_CODES | _UNAVAILABLE_CODES
 
 
 def _retryable(exc: BaseException) -> bool:
@@ -186,7 +226,19 @@ def _retryable(exc: BaseException) -> bool:
     if text in ("SDK.HttpError", "SDK.ServerUnreachable"):
         return True
     status = getattr(exc, "get_http_status", lambda: None)()
-    return text in _RETRYABLE_CODES or (isinstance(status, int) and status >= 500)
+    return (
+        text in _RETRYABLE_CODES
+        or text.startswith("Throttling.")
+        or (isinstance(status, int) and status >= 500)
+    )
+
+
+def _arn_region(key: str) -> str | None:
+    """The region of a key or alias ARN (``acs:kms:REGION:UID:key/ID``); None for an id or alias name."""
+    if not key.startswith("acs:kms:"):
+        return None
+    parts = key.split(":", 4)
+    return parts[2] if len(parts) == 5 and parts[2] else None
 
 
 # -- key URIs ---------------------------------------------------------------------------------------------
@@ -506,8 +558,9 @@ class AliyunKmsProvider(KeyProvider):
             except (ServerException, ClientException) as exc:
                 fields["attempts"] = tally.count
                 mapped = self._map_error(exc, operation, isinstance(exc, ServerException))
-                if type(mapped) is KmsError:
-                    mapped = KmsError(f"{mapped} [{tally.describe(policy)}]")
+                if isinstance(mapped, KmsError):
+                    fields["error_code"], fields["service_code"] = mapped.code, mapped.service_code
+                    mapped = mapped.with_note(f"[{tally.describe(policy)}]")
                 text = str(exc)
                 if any(
                     spelling in text
@@ -520,7 +573,8 @@ class AliyunKmsProvider(KeyProvider):
                 fields["attempts"] = tally.count
                 raise KmsError(
                     f"could not reach Alibaba Cloud KMS for {self._where(operation)}: {_scrub(str(exc))} "
-                    f"[{tally.describe(policy)}]"
+                    f"[{tally.describe(policy)}]",
+                    code="unavailable",
                 ) from exc
             fields["attempts"] = tally.count
         try:
@@ -539,35 +593,94 @@ class AliyunKmsProvider(KeyProvider):
         )
 
     def _map_error(self, exc: Any, operation: str, server: bool) -> CseError:
+        """The error of the tree for an SDK error (``server``: KMS answered, else the SDK failed)."""
         code = str(exc.get_error_code() or "")
         message = _scrub(str(exc.get_error_msg() or ""))
         where = self._where(operation)
-        attempts = ""  # _call appends the attempts made and the time spent
         if server:
             if operation == "Decrypt" and code in _AUTHENTICATION_CODES:
                 return DecryptionError()
-            hint = _HINTS.get(code, "")
-            if code in _CREDENTIAL_CODES:
-                hint = (
-                    "check the credentials (ALIBABA_CLOUD_ACCESS_KEY_ID, ALIBABA_CLOUD_ACCESS_KEY_SECRET, "
-                    "ALIBABA_CLOUD_SECURITY_TOKEN) and the clock"
-                )
-            elif code in _THROTTLING_CODES:
-                hint = f"still throttled{attempts}; raise max-attempts or try again later"
-            hint = hint.format(operation=operation, region=self._region)
             status = exc.get_http_status()
             detail = f"{code}: {message}" if message else code
             request_id = exc.get_request_id()
-            return KmsError(
-                f"Alibaba Cloud KMS {where} failed (HTTP {status}, request id {request_id}): {detail}"
-                + (f" ({hint})" if hint else "")
-            )
+            failed = f"Alibaba Cloud KMS {where} failed (HTTP {status}, request id {request_id}): {detail}"
+            return self._classify(code, failed, operation, isinstance(status, int) and status >= 500)
         if code in ("SDK.HttpError", "SDK.ServerUnreachable"):
             return KmsError(
-                f"could not reach Alibaba Cloud KMS for {where}{attempts}: {message}; check the network, the "
-                f"endpoint (endpoint=, {ENDPOINT_ENV}) and the timeouts (connect-timeout=, read-timeout=)"
+                f"could not reach Alibaba Cloud KMS for {where}: {message}; check the network, the "
+                f"endpoint (endpoint=, {ENDPOINT_ENV}) and the timeouts (connect-timeout=, read-timeout=)",
+                code="unavailable",
             )
         return KmsError(f"Alibaba Cloud KMS {where} failed in the SDK: {code}: {message}")
+
+    def _classify(self, code: str, failed: str, operation: str, server_error: bool) -> KmsError:
+        """The :class:`~cse.exceptions.KmsError` (subclass) for the KMS error ``code``, with advice."""
+        key, region = self._key, self._region
+        action = f"kms:{operation}"
+        if code in _NOT_FOUND_CODES:
+            key_region = _arn_region(key)
+            if key_region is not None and key_region != region:
+                return KmsWrongRegionError(
+                    f"{failed} (the key ARN is in region {key_region}, but the KMS client calls region "
+                    f"{region}: a key exists in its own region only; give the key's region, "
+                    f"aliyun-kms://{key_region}/...)",
+                    key_region=key_region,
+                    client_region=region,
+                    service_code=code,
+                )
+            what = "alias" if code == "Forbidden.AliasNotFound" else "key"
+            return KmsKeyNotFoundError(
+                f"{failed} (no such {what}: check the key id or alias and the region; {key} must exist in "
+                f"region {region} of the caller's account)",
+                service_code=code,
+            )
+        if code == "Rejected.Disabled":
+            return KmsKeyDisabledError(
+                f"{failed} (the key is disabled: enable it (EnableKey, or the KMS console) or use another "
+                f"key)",
+                service_code=code,
+            )
+        if code == "Rejected.PendingDeletion":
+            return KmsKeyPendingDeletionError(
+                f"{failed} (the key is pending deletion: cancel the deletion (CancelKeyDeletion, or the KMS "
+                f"console); once deleted, what it wrapped cannot be decrypted)",
+                service_code=code,
+            )
+        if code in _ACCESS_DENIED_CODES:
+            return KmsAccessDeniedError(
+                f"{failed} (access denied: the RAM policy must allow {action} on the key)",
+                action=action,
+                service_code=code,
+            )
+        if code in _KEY_USAGE_CODES:
+            return KmsInvalidKeyUsageError(
+                f"{failed} (the key cannot encrypt: it is not a symmetric ENCRYPT/DECRYPT key but, e.g., an "
+                f"asymmetric or signing (SIGN/VERIFY) key; use a symmetric key such as Aliyun_AES_256)",
+                service_code=code,
+            )
+        if code in _THROTTLING_CODES or code.startswith("Throttling."):
+            return KmsThrottledError(
+                f"{failed} (still throttled; raise max-attempts or try again later)", service_code=code
+            )
+        if code in _CREDENTIAL_CODES:
+            return KmsError(
+                f"{failed} (check the credentials (ALIBABA_CLOUD_ACCESS_KEY_ID, "
+                f"ALIBABA_CLOUD_ACCESS_KEY_SECRET, ALIBABA_CLOUD_SECURITY_TOKEN) and the clock)",
+                code="credentials",
+                service_code=code,
+            )
+        if code in _KEY_STATE_CODES:
+            return KmsError(
+                f"{failed} (the key's state does not allow {operation}; check it in the KMS console)",
+                code="invalid-key-state",
+                service_code=code,
+            )
+        hint = _HINTS.get(code, "")
+        return KmsError(
+            failed + (f" ({hint})" if hint else ""),
+            code="unavailable" if server_error or code in _UNAVAILABLE_CODES else "kms-error",
+            service_code=code or None,
+        )
 
     # -- contexts and checks ---------------------------------------------------------------------------
 

@@ -49,12 +49,32 @@ Errors
     ``Decrypt`` ``AccessDeniedException`` that is not a policy denial: KMS answers "The ciphertext refers to
     a customer master key that does not exist, does not exist in this region, or you are not allowed to
     access" for a blob whose key it cannot resolve (a damaged key reference, a key of another region or
-    account; moto's server sends this, and a key mismatch, with no message at all). An
-    ``AccessDeniedException`` whose message says the caller "is not authorized to perform" the action (an
-    IAM or key policy denial), and every other refusal (not found, disabled, pending deletion, throttled
-    after the retries, bad credentials), and every network failure (cannot connect, connect or read
-    timeout) raise :class:`~cse.exceptions.KmsError` naming the operation, the key, the region (and for
-    network failures the endpoint), raised ``from`` the botocore error. No message holds key material.
+    account; moto's server sends this, and a key mismatch, with no message at all).
+
+    Every other refusal, and every network failure (cannot connect, connect or read timeout), raises a
+    :class:`~cse.exceptions.KmsError` naming the operation, the key, the region, the endpoint and the
+    attempts, saying what to do, with the stable ``code`` and KMS's own ``service_code``, raised ``from``
+    the botocore error:
+
+    - ``DisabledException``: :class:`~cse.exceptions.KmsKeyDisabledError` (enable the key);
+    - ``KMSInvalidStateException`` saying "pending deletion":
+      :class:`~cse.exceptions.KmsKeyPendingDeletionError` (cancel the deletion); in another state a
+      ``KmsError`` with code ``invalid-key-state``;
+    - ``NotFoundException``: :class:`~cse.exceptions.KmsKeyNotFoundError` (check the id, alias and region),
+      or :class:`~cse.exceptions.KmsWrongRegionError` naming both regions when the key (or, on unwrap, the
+      key the object records) is an ARN of another region than the client's; so is a ``Decrypt``
+      ``AccessDeniedException`` of a blob KMS cannot resolve when the object records a key ARN of another
+      region (as in discovery mode);
+    - ``AccessDeniedException`` saying the caller "is not authorized to perform" the action (an IAM or key
+      policy denial): :class:`~cse.exceptions.KmsAccessDeniedError`, whose ``action`` is the missing
+      ``kms:GenerateDataKey``, ``kms:Encrypt`` or ``kms:Decrypt``;
+    - ``InvalidKeyUsageException``: :class:`~cse.exceptions.KmsInvalidKeyUsageError` (the key cannot
+      encrypt: a SIGN_VERIFY, MAC or asymmetric key);
+    - ``ThrottlingException`` and ``LimitExceededException``, once the retries are used:
+      :class:`~cse.exceptions.KmsThrottledError`;
+    - bad credentials: code ``credentials``; network failures and KMS-side failures: ``unavailable``.
+
+    No message holds key material, plaintext or credentials.
 
 Clients
     An injected boto3 KMS client (``client=boto3.client("kms", ...)``) is used as is, with its own retries.
@@ -115,7 +135,14 @@ from cse.exceptions import (
     CseError,
     DecryptionError,
     KeyProviderError,
+    KmsAccessDeniedError,
     KmsError,
+    KmsInvalidKeyUsageError,
+    KmsKeyDisabledError,
+    KmsKeyNotFoundError,
+    KmsKeyPendingDeletionError,
+    KmsThrottledError,
+    KmsWrongRegionError,
     MetadataError,
     NoMatchingKeyError,
 )
@@ -172,12 +199,9 @@ _CREDENTIAL_CODES = frozenset(
         "InvalidClientTokenId",
     }
 )
+#: What KMSInvalidStateException says for a key scheduled for deletion ("<arn> is pending deletion.").
+_PENDING_DELETION = ("pending deletion", "pendingdeletion")
 _HINTS = {
-    "AccessDeniedException": "the caller's IAM policy and the key policy must allow kms:{operation}",
-    "NotFoundException": "check the key id or alias, and that the key exists in region {region}",
-    "DisabledException": "the key is disabled; enable it or use another key",
-    "KMSInvalidStateException": "the key is pending deletion, pending import or otherwise not usable",
-    "InvalidKeyUsageException": "the key is not a symmetric ENCRYPT_DECRYPT key",
     "KeyUnavailableException": "the key is unavailable for now; try again later",
     "DependencyTimeoutException": "KMS timed out internally; try again later",
     "KMSInternalException": "KMS failed internally; try again later",
@@ -578,7 +602,14 @@ class AwsKmsProvider(KeyProvider):
             max_attempts=self._max_attempts, deadline=self._deadline, attempt_timeout=self._read_timeout
         )
 
-    def _call(self, operation: str, key_label: str, **params: Any) -> Mapping[str, Any]:
+    def _call(
+        self, operation: str, key_label: str, *, recorded_key: str | None = None, **params: Any
+    ) -> Mapping[str, Any]:
+        """Send one KMS request under the retry budget; map a failure into the error tree.
+
+        ``recorded_key`` is the key the object's metadata names (for unwrap), used to tell a key of another
+        region from a missing one.
+        """
         client = self._kms()
         policy = self._retry_policy()
         tally = Attempts()
@@ -588,16 +619,17 @@ class AwsKmsProvider(KeyProvider):
                 response: Mapping[str, Any] = retry_call(lambda: method(**params), policy, _retryable, tally)
             except Exception as exc:
                 fields["attempts"] = tally.count
-                mapped = self._map_error(exc, operation, key_label, client)
+                mapped = self._map_error(exc, operation, key_label, client, recorded_key=recorded_key)
                 if mapped is None:
                     raise
-                if type(mapped) is KmsError:
+                if isinstance(mapped, KmsError):
+                    fields["error_code"], fields["service_code"] = mapped.code, mapped.service_code
                     endpoint = (
                         getattr(getattr(client, "meta", None), "endpoint_url", None) or "(unknown endpoint)"
                     )
                     region = self._region or _client_region(client) or "unknown"
-                    mapped = KmsError(
-                        f"{mapped} [endpoint {endpoint}, region {region}, {tally.describe(policy)}]"
+                    mapped = mapped.with_note(
+                        f"[endpoint {endpoint}, region {region}, {tally.describe(policy)}]"
                     )
                 raise mapped from exc
             meta = response.get("ResponseMetadata")
@@ -605,44 +637,56 @@ class AwsKmsProvider(KeyProvider):
             fields["attempts"] = tally.count + sdk_retries
         return response
 
-    def _map_error(self, exc: Exception, operation: str, key_label: str, client: Any) -> CseError | None:
+    def _map_error(
+        self,
+        exc: Exception,
+        operation: str,
+        key_label: str,
+        client: Any,
+        *,
+        recorded_key: str | None = None,
+    ) -> CseError | None:
+        """The error of the tree for ``exc`` (a botocore error), or None for an error not botocore's."""
         try:
             from botocore import exceptions as bce
         except ImportError:  # an injected client that is not botocore's
             return None
         region = self._region or _client_region(client) or "unknown"
         where = f"{operation} with key {key_label} in region {region}"
-        attempts = ""  # _call appends the attempts made and the time spent
         if isinstance(exc, bce.ClientError):
             error = exc.response.get("Error", {}) if isinstance(exc.response, Mapping) else {}
             code = str(error.get("Code", "") or "")
             message = str(error.get("Message", "") or "").strip()
+            detail = f"{code}: {message}" if message else code or str(exc)
+            failed = f"AWS KMS {where} failed: {detail}"
             if operation == "Decrypt":
                 if code in _AUTHENTICATION_CODES:
                     return DecryptionError()
                 if code == "AccessDeniedException" and _POLICY_DENIAL_MESSAGE not in message.lower():
+                    # KMS cannot resolve the blob's key. When the object records a key ARN of another
+                    # region (discovery reads whatever key the blob names), say so; else it is opaque.
+                    key_region = _arn_region(recorded_key)
+                    if key_region is not None and region not in ("unknown", key_region):
+                        return _wrong_region(failed, key_region, region, code)
                     return DecryptionError()
-            hint = _HINTS.get(code, "")
-            if code in _THROTTLING_CODES:
-                hint = f"still throttled{attempts}; raise max-attempts or ask AWS for a higher request quota"
-            elif code in _CREDENTIAL_CODES:
-                hint = "check the AWS credentials (AWS_ACCESS_KEY_ID, AWS_PROFILE ...) and the clock"
-            hint = hint.format(operation=operation, region=region)
-            detail = f"{code}: {message}" if message else code or str(exc)
-            return KmsError(f"AWS KMS {where} failed: {detail}" + (f" ({hint})" if hint else ""))
+            status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+            unavailable = isinstance(status, int) and status >= 500
+            return _classify(code, message, failed, operation, key_label, region, recorded_key, unavailable)
         if isinstance(exc, (bce.ConnectionError, bce.HTTPClientError)):
             endpoint = getattr(getattr(client, "meta", None), "endpoint_url", None) or "(unknown endpoint)"
             return KmsError(
-                f"could not reach AWS KMS at {endpoint} for {where}{attempts}: {exc}; check the network, the "
+                f"could not reach AWS KMS at {endpoint} for {where}: {exc}; check the network, the "
                 f"endpoint (endpoint-url=, AWS_ENDPOINT_URL_KMS) and the timeouts (connect-timeout=, "
-                f"read-timeout=)"
+                f"read-timeout=)",
+                code="unavailable",
             )
         if isinstance(
             exc, (bce.NoCredentialsError, bce.PartialCredentialsError, bce.CredentialRetrievalError)
         ):
             return KmsError(
                 f"no usable AWS credentials for KMS {where}: {exc}; set AWS_ACCESS_KEY_ID and "
-                f"AWS_SECRET_ACCESS_KEY or AWS_PROFILE, or pass a configured client"
+                f"AWS_SECRET_ACCESS_KEY or AWS_PROFILE, or pass a configured client",
+                code="credentials",
             )
         if isinstance(exc, bce.ParamValidationError):
             detail = "" if operation == "Encrypt" else f": {exc}"  # Encrypt's report could echo the plaintext
@@ -815,7 +859,7 @@ class AwsKmsProvider(KeyProvider):
                     f"{self._key.text}"
                 )
             params["KeyId"] = label = self._key.text
-        response = self._call("Decrypt", label, **params)
+        response = self._call("Decrypt", label, recorded_key=request.key_id, **params)
         if self._discovery:
             used = try_parse_key_reference(str(response.get("KeyId") or ""))
             if used is None or not used.is_arn:
@@ -870,6 +914,98 @@ class AwsKmsProvider(KeyProvider):
             if refusal is not None:
                 raise NoMatchingKeyError(refusal)
         return bytes(response["Plaintext"])
+
+
+def _arn_region(key: str | None) -> str | None:
+    """The region of a key or alias ARN; None for a key id, an alias name or nothing."""
+    parsed = try_parse_key_reference(key or "")
+    return parsed.region if parsed is not None and parsed.is_arn else None
+
+
+def _wrong_region(failed: str, key_region: str, region: str, code: str) -> KmsWrongRegionError:
+    return KmsWrongRegionError(
+        f"{failed} (the key is in region {key_region}, but the KMS client calls region {region}: a key "
+        f"exists in its own region only; use a client of region {key_region} (region= in the key URI), or "
+        f"a multi-Region replica of the key in region {region})",
+        key_region=key_region,
+        client_region=region,
+        service_code=code,
+    )
+
+
+def _classify(
+    code: str,
+    message: str,
+    failed: str,
+    operation: str,
+    key: str,
+    region: str,
+    recorded_key: str | None,
+    unavailable: bool = False,
+) -> KmsError:
+    """The :class:`~cse.exceptions.KmsError` (subclass) for a KMS refusal ``code``; ``failed`` opens the
+    message ("AWS KMS <operation> with key K in region R failed: <code>: <message>"), and the advice follows.
+    """
+    action = f"kms:{operation}"
+    if code == "NotFoundException":
+        key_region = _arn_region(key) or _arn_region(recorded_key)
+        if key_region is not None and region not in ("unknown", key_region):
+            return _wrong_region(failed, key_region, region, code)
+        return KmsKeyNotFoundError(
+            f"{failed} (check the key id or alias and the region: the key or alias {key} must exist in "
+            f"region {region} of the caller's account)",
+            service_code=code,
+        )
+    if code == "DisabledException":
+        return KmsKeyDisabledError(
+            f"{failed} (the key is disabled: enable it, e.g. aws kms enable-key --key-id {key}, or use "
+            f"another key)",
+            service_code=code,
+        )
+    if code == "KMSInvalidStateException":
+        if any(marker in message.lower() for marker in _PENDING_DELETION):
+            return KmsKeyPendingDeletionError(
+                f"{failed} (the key is pending deletion: cancel the deletion, e.g. aws kms "
+                f"cancel-key-deletion --key-id {key}, then enable the key; once deleted, what it wrapped "
+                f"cannot be decrypted)",
+                service_code=code,
+            )
+        return KmsError(
+            f"{failed} (the key is in a state that does not allow {operation}, e.g. pending import or "
+            f"unavailable; check its state with aws kms describe-key --key-id {key})",
+            code="invalid-key-state",
+            service_code=code,
+        )
+    if code == "AccessDeniedException":
+        return KmsAccessDeniedError(
+            f"{failed} (access denied: the caller's IAM policy and the key policy must allow {action} on "
+            f"the key)",
+            action=action,
+            service_code=code,
+        )
+    if code == "InvalidKeyUsageException":
+        return KmsInvalidKeyUsageError(
+            f"{failed} (the key cannot encrypt: it is not a symmetric ENCRYPT_DECRYPT key but, e.g., a "
+            f"SIGN_VERIFY, GENERATE_VERIFY_MAC or asymmetric key; use a symmetric encryption key)",
+            service_code=code,
+        )
+    if code in _THROTTLING_CODES:
+        return KmsThrottledError(
+            f"{failed} (still throttled; raise max-attempts or ask AWS for a higher request quota)",
+            service_code=code,
+        )
+    if code in _CREDENTIAL_CODES:
+        return KmsError(
+            f"{failed} (check the AWS credentials (AWS_ACCESS_KEY_ID, AWS_PROFILE ...) and the clock)",
+            code="credentials",
+            service_code=code,
+        )
+    hint = _HINTS.get(code, "")
+    return KmsError(
+        failed + (f" ({hint})" if hint else ""),
+        code="unavailable" if unavailable or code in _RETRYABLE_CODES else "kms-error",
+        service_code=code or None,
+    )
 
 
 #: KMS error codes a retry can help with (besides any HTTP 5xx).

@@ -254,6 +254,9 @@ class KmsEmulator:
     def _resolve(self, key_id: str) -> _Key:
         ref = key_id
         if ref.startswith("acs:kms:"):  # ARN: acs:kms:<region>:<uid>:key/<id> or ...:alias/<name>
+            arn_region = ref.split(":", 4)[2]
+            if arn_region != self.region:  # a regional KMS knows the keys of its own region only
+                raise KmsError(404, "Forbidden.KeyNotFound", "The specified Key is not found.")
             resource = ref.split(":", 4)[-1]
             ref = resource[len("key/") :] if resource.startswith("key/") else resource
         if ref.startswith("alias/"):
