@@ -187,6 +187,12 @@ class ObjectSettings:
             for name in ("content_type", "content_disposition", "cache_control", "storage_class", "sse")
         ) or bool(self.tags)
 
+    @property
+    def content_headers(self) -> bool:
+        """Whether a content header (type, disposition, cache control) is set: a copy that changes one
+        must replace the metadata, on S3 and OSS alike."""
+        return any(v is not None for v in (self.content_type, self.content_disposition, self.cache_control))
+
     def over(self, base: ObjectSettings) -> ObjectSettings:
         """These settings, with every field left unset here taken from ``base``."""
         return ObjectSettings(

@@ -745,10 +745,7 @@ class OssStore(Store):
             tags = dict(settings.tags) if settings and settings.tags else self.get_tags(src_key)
             return self._copy_in_parts(src_key, dst_key, src.size, meta, ObjectSettings(tags=tags).over(kept))
         headers = _settings_headers(kept, tags=False)
-        content = settings is not None and any(
-            value is not None
-            for value in (settings.content_type, settings.content_disposition, settings.cache_control)
-        )
+        content = settings is not None and settings.content_headers
         if metadata is None and not content:
             # COPY keeps the content headers (and ignores any sent); SSE and storage class are sent.
             for name in ("Content-Type", "Content-Disposition", "Cache-Control"):

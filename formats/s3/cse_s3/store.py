@@ -662,10 +662,7 @@ class S3Store(Store):
         else:
             source = {"Bucket": self.bucket, "Key": src_key}
             params = _settings_params(kept, tags=False)
-            content = settings is not None and any(
-                value is not None
-                for value in (settings.content_type, settings.content_disposition, settings.cache_control)
-            )
+            content = settings is not None and settings.content_headers
             if metadata is None and not content:
                 # COPY keeps the content headers (and ignores any sent); SSE and storage class are sent.
                 for name in ("ContentType", "ContentDisposition", "CacheControl"):
