@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
+import random
 import subprocess
 import sys
 import urllib.request
@@ -57,6 +58,31 @@ def _oss2_crc(data: bytes) -> int:
 
 
 # --------------------------------------------------------------------------- CRC-64
+
+
+@pytest.mark.parametrize("name", ["fastcrc", "crcmod", "python"])
+def test_every_crc64_backend_gives_oss2s_values(name: str) -> None:
+    from cse_oss import crc64 as module
+
+    found = module.backends()
+    if name not in found:
+        pytest.skip(f"{name} is not importable here")
+    crc = found[name]
+    rng = random.Random(64)
+    for n in (0, 1, 7, 8, 9, 15, 16, 17, 1000, 65537, 1 << 20):
+        data = rng.randbytes(n)
+        assert crc(data) == _oss2_crc(data)
+        assert crc(memoryview(bytearray(data))) == _oss2_crc(data)
+        cut = n // 3
+        assert crc(data[cut:], crc(data[:cut])) == _oss2_crc(data)
+        assert crc64_combine(crc(data[:cut]), crc(data[cut:]), n - cut) == _oss2_crc(data)
+
+
+def test_the_fast_crc64_backend_is_used_where_it_is_installed() -> None:
+    from cse_oss import crc64 as module
+
+    in_use = module.BACKEND
+    assert in_use == ("fastcrc" if "fastcrc" in module.backends() else "crcmod")
 
 
 def test_crc64_matches_oss2() -> None:
