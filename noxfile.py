@@ -143,7 +143,7 @@ _RESOLUTION_TESTS = [
 ]
 
 #: The test tools the resolutions install with the distributions (the ranges of the dev group).
-_TEST_TOOLS = ["pytest-timeout>=2.3", "pytest-xdist>=3.5", "hypothesis>=6.100", "moto[server]>=5.2"]
+_TEST_TOOLS = ["pytest-timeout>=2.3", "pytest-xdist>=3.5", "hypothesis>=6.100", "moto[server]>=5.2.1"]
 
 
 def _project_python(session: nox.Session) -> str:
