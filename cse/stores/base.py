@@ -399,9 +399,13 @@ class Store(ABC):
         """
         if settings.sse is not None and settings.sse.mode not in self.sse_modes:
             have = ", ".join(m for m in SSE_MODES if m in self.sse_modes)
+            if not have:
+                raise ConfigurationError(
+                    f"{self.scheme}:// has no server-side encryption at all (asked for "
+                    f"{settings.sse.mode!r}); leave sse (--sse) out"
+                )
             raise ConfigurationError(
-                f"{self.scheme}:// has no server-side encryption {settings.sse.mode!r}; "
-                + (f"it has {have}" if have else "it has no server-side encryption: leave it out")
+                f"{self.scheme}:// has no server-side encryption {settings.sse.mode!r}; it has {have}"
             )
 
     def get_tags(self, key: str) -> dict[str, str]:
