@@ -82,6 +82,7 @@ __all__ = [
     "ServerSideEncryption",
     "Store",
     "UploadInfo",
+    "check_tag_limits",
     "clean_metadata",
     "completion_parts",
     "parse_bucket_url",
@@ -540,6 +541,22 @@ def clean_metadata(metadata: Mapping[str, str]) -> dict[str, str]:
             raise ConfigurationError(f"the metadata value of {name!r} is a {type(value).__name__}, not a str")
         out[name.lower()] = value
     return out
+
+
+def check_tag_limits(
+    tags: Mapping[str, str], cloud: str, *, max_tags: int = 10, max_key: int = 128, max_value: int = 256
+) -> None:
+    """Refuse tags beyond a store's limits (S3's and OSS's: 10 tags, keys of at most 128 characters, values
+    of at most 256) with a :class:`~cse.exceptions.ConfigurationError` naming ``cloud``. For store
+    implementations' :meth:`Store.check_settings`."""
+    if len(tags) > max_tags:
+        raise ConfigurationError(f"{cloud} keeps at most {max_tags} tags per object, not {len(tags)}")
+    for tag, value in tags.items():
+        if len(tag) > max_key or len(value) > max_value:
+            raise ConfigurationError(
+                f"{cloud} tag keys have at most {max_key} characters and values {max_value}; "
+                f"the tag {tag[:40]!r} is longer"
+            )
 
 
 def resolve_get_range(size: int, start: int, end: int | None, url: str) -> tuple[int, int]:

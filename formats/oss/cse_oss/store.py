@@ -88,6 +88,7 @@ from cse.stores.base import (
     ServerSideEncryption,
     Store,
     UploadInfo,
+    check_tag_limits,
     clean_metadata,
     completion_parts,
     parse_bucket_url,
@@ -107,8 +108,6 @@ _TAGGING = "x-oss-tagging"
 #: cse's server-side encryption modes and OSS's ``x-oss-server-side-encryption`` values.
 _SSE_VALUES = {"aes256": "AES256", "kms": "KMS", "sm4": "SM4"}
 _SSE_MODES = {value: mode for mode, value in _SSE_VALUES.items()}
-#: OSS's limits on object tags.
-_MAX_TAGS, _MAX_TAG_KEY, _MAX_TAG_VALUE = 10, 128, 256
 KiB = 1024
 MiB = 1024 * KiB
 #: Sends of one request, the first included (the store retries; oss2 does not).
@@ -587,16 +586,7 @@ class OssStore(Store):
         """Refuse SSE modes OSS has not (``dsse``) and tags beyond OSS's limits (10 tags, keys of at
         most 128 characters, values of at most 256), before any request."""
         super().check_settings(settings)
-        if len(settings.tags) > _MAX_TAGS:
-            raise ConfigurationError(
-                f"OSS keeps at most {_MAX_TAGS} tags per object, not {len(settings.tags)}"
-            )
-        for tag, value in settings.tags.items():
-            if len(tag) > _MAX_TAG_KEY or len(value) > _MAX_TAG_VALUE:
-                raise ConfigurationError(
-                    f"OSS tag keys have at most {_MAX_TAG_KEY} characters and values {_MAX_TAG_VALUE}; "
-                    f"the tag {tag[:40]!r} is longer"
-                )
+        check_tag_limits(settings.tags, "OSS")
 
     def get_tags(self, key: str) -> dict[str, str]:
         """GetObjectTagging."""

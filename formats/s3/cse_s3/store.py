@@ -82,6 +82,7 @@ from cse.stores.base import (
     ServerSideEncryption,
     Store,
     UploadInfo,
+    check_tag_limits,
     clean_metadata,
     completion_parts,
     parse_bucket_url,
@@ -112,8 +113,6 @@ _client_lock = threading.Lock()
 #: cse's server-side encryption modes and S3's ``ServerSideEncryption`` values.
 _SSE_VALUES = {"aes256": "AES256", "kms": "aws:kms", "dsse": "aws:kms:dsse"}
 _SSE_MODES = {value: mode for mode, value in _SSE_VALUES.items()}
-#: S3's limits on object tags.
-_MAX_TAGS, _MAX_TAG_KEY, _MAX_TAG_VALUE = 10, 128, 256
 
 
 def default_client() -> Any:
@@ -396,16 +395,7 @@ class S3Store(Store):
         """Refuse SSE modes S3 has not (``sm4``) and tags beyond S3's limits (10 tags, keys of at most
         128 characters, values of at most 256), before any request."""
         super().check_settings(settings)
-        if len(settings.tags) > _MAX_TAGS:
-            raise ConfigurationError(
-                f"S3 keeps at most {_MAX_TAGS} tags per object, not {len(settings.tags)}"
-            )
-        for tag, value in settings.tags.items():
-            if len(tag) > _MAX_TAG_KEY or len(value) > _MAX_TAG_VALUE:
-                raise ConfigurationError(
-                    f"S3 tag keys have at most {_MAX_TAG_KEY} characters and values {_MAX_TAG_VALUE}; "
-                    f"the tag {tag[:40]!r} is longer"
-                )
+        check_tag_limits(settings.tags, "S3")
 
     def _instruction_key(self, key: str) -> str:
         return key + self.instruction_suffix
