@@ -49,9 +49,6 @@ from cse.exceptions import (
 from cse.providers import DataKey, KeyProvider, KeyRequest
 
 if TYPE_CHECKING:
-    import pyarrow as pa
-    import pyarrow.parquet.encryption as pe
-
     from cse.cache import DataKeyCache
     from cse.stores.base import Store
 
